@@ -1,0 +1,214 @@
+"""FAVOR+ (Performer) attention: linear-time estimate of softmax attention with positive random features.
+
+Choromanski et al., "Rethinking Attention with Performers" (2020). With x scaled by d^-1/4,
+
+    phi(x) = m^-1/2 * exp(W x - |x|^2 / 2)        (W: m x d, rows drawn as below)
+
+gives E[phi(q) . phi(k)] = exp(q . k / sqrt(d)), so ``phi(Q) (phi(K)^T V)`` normalised by
+``phi(Q) phi(K)^T 1`` estimates exact softmax attention in O(N m d) time and O(N m) memory.
+
+What this implementation does differently from performer-pytorch (see the reference notes):
+- No ``+ eps`` on the features. performer-pytorch adds 1e-4 after subtracting one max over all keys, which
+  floors ~all key features at unit-variance inputs and collapses the estimate to uniform averaging. The
+  stabilisers here are exact no-ops in the normalised ratio (a constant per query row, and a constant per
+  (batch, head) over keys), detached, and taken over real (unmasked) keys only, so neither padded tokens nor
+  other batch elements can change a sample's output.
+- The (m, d) projection is one buffer used through a matmul; it is never repeated per batch element.
+- Features and the two linear-attention products run in float32 even under autocast (exp overflows bf16).
+- Redraws are deterministic: draw number k of a module uses seed (feature_seed, k), so every distributed rank
+  holding the same buffers draws the same features without communication.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fast_timesformer.attention.base import Attention
+
+KERNELS = ("softmax", "relu")
+FEATURE_SCALINGS = ("chi", "sqrt_dim")
+# Only a guard against 0/0 for a query whose features all underflow; far below any real denominator.
+_TINY = 1e-30
+
+
+def orthogonal_random_features(
+    nb_features: int,
+    dim: int,
+    *,
+    scaling: str = "chi",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw an (nb_features, dim) matrix of orthogonal random features (Performer, section 2.4).
+
+    Rows come in blocks of ``dim`` mutually orthogonal unit vectors (Q of the QR decomposition of a Gaussian
+    matrix, sign-corrected so Q is Haar-distributed); the last block is truncated. Each row is then rescaled:
+    ``chi`` gives it the norm of a Gaussian vector (so every row is marginally N(0, I), unbiased estimator),
+    ``sqrt_dim`` gives every row norm sqrt(dim) (lower variance, slightly biased).
+    """
+    if scaling not in FEATURE_SCALINGS:
+        raise ValueError(f"unknown feature scaling {scaling!r}; expected one of {FEATURE_SCALINGS}")
+    blocks = []
+    for _ in range(math.ceil(nb_features / dim)):
+        gaussian = torch.randn(dim, dim, generator=generator)
+        q, r = torch.linalg.qr(gaussian)
+        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # Haar: fix QR's sign ambiguity
+        blocks.append(q.T)
+    rows = torch.cat(blocks)[:nb_features]
+    if scaling == "chi":
+        norms = torch.randn(nb_features, dim, generator=generator).norm(dim=1)
+    else:
+        norms = torch.full((nb_features,), math.sqrt(dim))
+    return rows * norms.unsqueeze(1)
+
+
+def softmax_kernel_features(
+    x: torch.Tensor, projection: torch.Tensor, *, is_query: bool, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Positive random features of q or k (B, H, N, d) -> (B, H, N, m), float32.
+
+    The stabiliser subtracted inside the exp is a per-query-row max for queries and a per-(batch, head) max
+    over real keys for keys; both cancel exactly in the normalised attention, so they are detached.
+    Masked keys get zero features (they then add nothing to either sum).
+    """
+    d = x.shape[-1]
+    x = x * d**-0.25
+    logits = x @ projection.T - 0.5 * x.pow(2).sum(-1, keepdim=True)  # (B, H, N, m)
+    if is_query:
+        stabiliser = logits.amax(dim=-1, keepdim=True)
+    else:
+        real = logits if mask is None else logits.masked_fill(~mask[:, None, :, None], float("-inf"))
+        stabiliser = real.amax(dim=(-2, -1), keepdim=True)
+    features = torch.exp(logits - stabiliser.detach())
+    if mask is not None and not is_query:
+        features = features * mask[:, None, :, None]
+    return features
+
+
+def relu_kernel_features(
+    x: torch.Tensor, projection: torch.Tensor, *, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Generalised-attention features ReLU(W x d^-1/4) + 1e-3 (Performer's "generalized ReLU" kernel)."""
+    features = torch.relu((x * x.shape[-1] ** -0.25) @ projection.T) + 1e-3
+    if mask is not None:
+        features = features * mask[:, None, :, None]
+    return features
+
+
+def linear_attention(
+    q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """out_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j), without any N x N tensor."""
+    context = k_features.transpose(-2, -1) @ v  # (B, H, m, d)
+    numerator = q_features @ context  # (B, H, N, d)
+    denominator = q_features @ k_features.sum(dim=-2).unsqueeze(-1)  # (B, H, N, 1)
+    return numerator / denominator.clamp_min(_TINY)
+
+
+class PerformerAttention(Attention):
+    """Multi-head FAVOR+ attention; same parameters as :class:`RegularAttention` plus feature buffers.
+
+    Args (through ``attention_kwargs``):
+        nb_features: number of random features m (default ``int(dim_head * ln(dim_head))``, 266 for 64).
+        kernel: ``"softmax"`` (positive orthogonal random features, estimates softmax attention) or
+            ``"relu"`` (generalized attention; not an estimate of softmax).
+        redraw_interval: in training, redraw the features every this many forward calls (None: never;
+            the paper redraws periodically). Eval never redraws.
+        feature_scaling: ``"chi"`` (unbiased, default) or ``"sqrt_dim"`` row norms.
+    """
+
+    extra_kwargs = ("nb_features", "kernel", "redraw_interval", "feature_scaling")
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        heads: int,
+        dim_head: int,
+        qkv_bias: bool = True,
+        attn_dropout: float = 0.0,
+        proj_dropout: float = 0.0,
+        nb_features: int | None = None,
+        kernel: str = "softmax",
+        redraw_interval: int | None = None,
+        feature_scaling: str = "chi",
+    ) -> None:
+        super().__init__(
+            dim, heads=heads, dim_head=dim_head, qkv_bias=qkv_bias, attn_dropout=0.0, proj_dropout=proj_dropout
+        )
+        if attn_dropout:
+            raise ValueError(
+                "attn_dropout is not defined for performer attention (there is no attention matrix to drop); "
+                "set attn_dropout=0 or use ff_dropout / drop_path for regularisation"
+            )
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown performer kernel {kernel!r}; expected one of {KERNELS}")
+        if redraw_interval is not None and redraw_interval <= 0:
+            raise ValueError(f"redraw_interval must be a positive number of steps or None, got {redraw_interval}")
+        self.nb_features = int(nb_features or int(dim_head * math.log(dim_head)))
+        if self.nb_features <= 0:
+            raise ValueError(f"nb_features must be positive, got {nb_features}")
+        self.kernel = kernel
+        self.redraw_interval = redraw_interval
+        self.feature_scaling = feature_scaling
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.register_buffer("feature_seed", torch.tensor(seed, dtype=torch.int64))
+        self.register_buffer("feature_draws", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("calls_since_redraw", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("projection_matrix", self._draw(self._seeded_generator()))
+
+    # -- random features -----------------------------------------------------------------------------
+    def _seeded_generator(self) -> torch.Generator:
+        seed = (int(self.feature_seed) * 1_000_003 + int(self.feature_draws)) % (2**63)
+        return torch.Generator().manual_seed(seed)
+
+    def _draw(self, generator: torch.Generator) -> torch.Tensor:
+        return orthogonal_random_features(
+            self.nb_features, self.dim_head, scaling=self.feature_scaling, generator=generator
+        )
+
+    @torch.no_grad()
+    def redraw_features(self, generator: torch.Generator | None = None) -> None:
+        """Draw new random features (in place, same buffer).
+
+        With ``generator=None`` the next draw of this module's deterministic sequence is used, identical on
+        every rank that holds the same buffers; pass a generator to control it yourself.
+        """
+        self.feature_draws += 1
+        new = self._draw(generator if generator is not None else self._seeded_generator())
+        self.projection_matrix.copy_(new.to(self.projection_matrix))
+        self.calls_since_redraw.zero_()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args) -> None:
+        # Softmax checkpoints have no feature buffers: they load into a performer model as they are, so
+        # pretrained exact-attention weights can run with FAVOR+. The module keeps its own features then.
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args)
+        own = {prefix + name for name in ("feature_seed", "feature_draws", "calls_since_redraw", "projection_matrix")}
+        if not own & set(state_dict):
+            missing_keys[:] = [key for key in missing_keys if key not in own]
+
+    # -- attention -----------------------------------------------------------------------------------
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.training and self.redraw_interval is not None:
+            self.calls_since_redraw += 1
+            if int(self.calls_since_redraw) >= self.redraw_interval:
+                self.redraw_features()
+        out_dtype = v.dtype
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            q, k, v = q.float(), k.float(), v.float()
+            projection = self.projection_matrix.float()
+            if self.kernel == "softmax":
+                q_features = softmax_kernel_features(q, projection, is_query=True)
+                k_features = softmax_kernel_features(k, projection, is_query=False, mask=mask)
+            else:
+                q_features = relu_kernel_features(q, projection)
+                k_features = relu_kernel_features(k, projection, mask=mask)
+            out = linear_attention(q_features, k_features, v)  # (B, H, N, d)
+        b, h, n, d = out.shape
+        return out.transpose(1, 2).reshape(b, n, h * d).to(out_dtype)
+
+    def extra_repr(self) -> str:
+        return f"nb_features={self.nb_features}, kernel={self.kernel!r}, redraw_interval={self.redraw_interval}"
