@@ -68,7 +68,9 @@ class Block(nn.Module):
     ) -> None:
         super().__init__()
         self.attention_type = attention_type
-        common = dict(heads=heads, dim_head=dim_head, proj_dropout=ff_dropout, attention_kwargs=attention_kwargs)
+        common = dict(
+            heads=heads, dim_head=dim_head, proj_dropout=ff_dropout, attention_kwargs=attention_kwargs
+        )
         if attention_type == "divided_space_time":
             self.temporal_norm1 = nn.LayerNorm(dim, eps=1e-6)
             self.temporal_attn = build_attention(time_attention, dim, attn_dropout=attn_dropout, **common)
@@ -108,7 +110,9 @@ class Block(nn.Module):
         # Temporal attention: each patch position attends over its T frames; CLS takes no part.
         time_mask = None if mask is None else mask.repeat_interleave(n, dim=0)  # (B*N, T)
         xt = patches.reshape(b * n, frames, dim)  # (B*N, T, D), a view thanks to the (n t) order
-        rt = self.drop_path(self.temporal_attn(self.temporal_norm1(xt), mask=time_mask, rope=ropes.get("time")))
+        rt = self.drop_path(
+            self.temporal_attn(self.temporal_norm1(xt), mask=time_mask, rope=ropes.get("time"))
+        )
         xt = patches + self.temporal_fc(rt.reshape(b, n * frames, dim))  # drop path before temporal_fc
 
         # Spatial attention: each frame attends over its N patches plus a copy of the block-input CLS.
@@ -171,16 +175,29 @@ class DividedAttention(nn.Module):
         kwargs = check_attention_kwargs(attention_kwargs, [attention])
         attn_dropout = 0.0 if attention == "performer" else dropout
         self.attn = build_attention(
-            attention, dim, heads=heads, dim_head=dim_head, attn_dropout=attn_dropout, proj_dropout=dropout,
+            attention,
+            dim,
+            heads=heads,
+            dim_head=dim_head,
+            attn_dropout=attn_dropout,
+            proj_dropout=dropout,
             attention_kwargs=kwargs,
         )
 
     def forward(
-        self, x: torch.Tensor, einops_from: str, einops_to: str, *, mask: torch.Tensor | None = None, **axes: int
+        self,
+        x: torch.Tensor,
+        einops_from: str,
+        einops_to: str,
+        *,
+        mask: torch.Tensor | None = None,
+        **axes: int,
     ) -> torch.Tensor:
         """x (b, 1+n*f, dim); mask: optional bool (b, n*f) over the patch tokens, True = real."""
         if x.ndim != 3:
-            raise ValueError(f"expected x of shape (b, 1 + n*f, dim) with the CLS token first, got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected x of shape (b, 1 + n*f, dim) with the CLS token first, got {tuple(x.shape)}"
+            )
         b = x.shape[0]
         cls, patches = x[:, :1], x[:, 1:]
         groups = rearrange(patches, f"{einops_from} -> {einops_to}", **axes)  # (b*g, L, dim)
@@ -271,11 +288,15 @@ class FastTimeSformer(nn.Module):
         check_attention_name(attention)
         self.time_attention = check_attention_name(time_attention or attention, "time_attention")
         self.space_attention = check_attention_name(space_attention or attention, "space_attention")
-        in_use = [self.space_attention] + ([self.time_attention] if attention_type == "divided_space_time" else [])
+        in_use = [self.space_attention] + (
+            [self.time_attention] if attention_type == "divided_space_time" else []
+        )
         attention_kwargs = check_attention_kwargs(attention_kwargs, in_use)
         if dim_head is None:
             if dim % heads:
-                raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}), or pass dim_head explicitly")
+                raise ValueError(
+                    f"dim ({dim}) must be divisible by heads ({heads}), or pass dim_head explicitly"
+                )
             dim_head = dim // heads
         if pos_emb == "rotary" and "fastformer" in in_use:
             raise ValueError(
@@ -301,7 +322,7 @@ class FastTimeSformer(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], dim))
             if attention_type != "space_only":
                 self.time_embed = nn.Parameter(torch.zeros(1, num_frames, dim))
-        rates = torch.linspace(0, drop_path, depth).tolist()
+        rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()  # as official; cpu: meta-safe
         self.blocks = nn.ModuleList(
             Block(
                 dim, heads=heads, dim_head=dim_head, mlp_ratio=mlp_ratio, attention_type=attention_type,
@@ -389,10 +410,13 @@ class FastTimeSformer(nn.Module):
         if video.ndim != 5:
             raise ValueError(
                 f"expected video {layout} with C={self.channels}, got a {video.ndim}-D tensor of shape "
-                f"{tuple(video.shape)}" + (": add a batch dimension with video.unsqueeze(0)" if video.ndim == 4 else "")
+                f"{tuple(video.shape)}"
+                + (": add a batch dimension with video.unsqueeze(0)" if video.ndim == 4 else "")
             )
         if not video.is_floating_point():
-            raise TypeError(f"expected a float video, got dtype {video.dtype}: convert and normalise it first")
+            raise TypeError(
+                f"expected a float video, got dtype {video.dtype}: convert and normalise it first"
+            )
         if self.input_layout == "bcthw":
             video = video.transpose(1, 2)
         b, t, c, h, w = video.shape

@@ -71,7 +71,7 @@ class FastformerAttention(Attention):
         if mask is not None:
             scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
         weights = self.pool_drop(scores.softmax(dim=-1, dtype=torch.float32).to(x.dtype))
-        return (weights.unsqueeze(-2) @ x)  # (B, H, 1, N) @ (B, H, N, d) -> (B, H, 1, d)
+        return weights.unsqueeze(-2) @ x  # (B, H, 1, N) @ (B, H, N, d) -> (B, H, 1, d)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None

@@ -49,13 +49,10 @@ def orthogonal_random_features(
     """
     if scaling not in FEATURE_SCALINGS:
         raise ValueError(f"unknown feature scaling {scaling!r}; expected one of {FEATURE_SCALINGS}")
-    blocks = []
-    for _ in range(math.ceil(nb_features / dim)):
-        gaussian = torch.randn(dim, dim, generator=generator)
-        q, r = torch.linalg.qr(gaussian)
-        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # Haar: fix QR's sign ambiguity
-        blocks.append(q.T)
-    rows = torch.cat(blocks)[:nb_features]
+    gaussian = torch.randn(math.ceil(nb_features / dim), dim, dim, generator=generator)
+    q, r = torch.linalg.qr(gaussian)  # batched: one orthonormal block per matrix
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar: fix QR's sign ambiguity
+    rows = q.transpose(-2, -1).reshape(-1, dim)[:nb_features]  # (blocks*dim, dim), rows orthogonal per block
     if scaling == "chi":
         norms = torch.randn(nb_features, dim, generator=generator).norm(dim=1)
     else:
@@ -96,9 +93,7 @@ def relu_kernel_features(
     return features
 
 
-def linear_attention(
-    q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor
-) -> torch.Tensor:
+def linear_attention(q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """out_i = sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j), without any N x N tensor."""
     context = k_features.transpose(-2, -1) @ v  # (B, H, m, d)
     numerator = q_features @ context  # (B, H, N, d)
@@ -135,7 +130,12 @@ class PerformerAttention(Attention):
         feature_scaling: str = "chi",
     ) -> None:
         super().__init__(
-            dim, heads=heads, dim_head=dim_head, qkv_bias=qkv_bias, attn_dropout=0.0, proj_dropout=proj_dropout
+            dim,
+            heads=heads,
+            dim_head=dim_head,
+            qkv_bias=qkv_bias,
+            attn_dropout=0.0,
+            proj_dropout=proj_dropout,
         )
         if attn_dropout:
             raise ValueError(
@@ -145,7 +145,9 @@ class PerformerAttention(Attention):
         if kernel not in KERNELS:
             raise ValueError(f"unknown performer kernel {kernel!r}; expected one of {KERNELS}")
         if redraw_interval is not None and redraw_interval <= 0:
-            raise ValueError(f"redraw_interval must be a positive number of steps or None, got {redraw_interval}")
+            raise ValueError(
+                f"redraw_interval must be a positive number of steps or None, got {redraw_interval}"
+            )
         self.nb_features = int(nb_features or int(dim_head * math.log(dim_head)))
         if self.nb_features <= 0:
             raise ValueError(f"nb_features must be positive, got {nb_features}")
@@ -184,7 +186,10 @@ class PerformerAttention(Attention):
         # Softmax checkpoints have no feature buffers: they load into a performer model as they are, so
         # pretrained exact-attention weights can run with FAVOR+. The module keeps its own features then.
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args)
-        own = {prefix + name for name in ("feature_seed", "feature_draws", "calls_since_redraw", "projection_matrix")}
+        own = {
+            prefix + name
+            for name in ("feature_seed", "feature_draws", "calls_since_redraw", "projection_matrix")
+        }
         if not own & set(state_dict):
             missing_keys[:] = [key for key in missing_keys if key not in own]
 
@@ -211,4 +216,6 @@ class PerformerAttention(Attention):
         return out.transpose(1, 2).reshape(b, n, h * d).to(out_dtype)
 
     def extra_repr(self) -> str:
-        return f"nb_features={self.nb_features}, kernel={self.kernel!r}, redraw_interval={self.redraw_interval}"
+        return (
+            f"nb_features={self.nb_features}, kernel={self.kernel!r}, redraw_interval={self.redraw_interval}"
+        )

@@ -1,0 +1,300 @@
+"""FastTimeSformer: reference semantics, geometry, masks, layouts, precision hooks and errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fast_timesformer import ATTENTION_TYPES, DividedAttention, FastTimeSformer, create_model, list_models
+from fast_timesformer.attention import ATTENTIONS
+
+TINY = dict(num_frames=4, num_classes=5, image_size=32, patch_size=8, dim=32, depth=2, heads=2)
+
+
+def tiny(**overrides) -> FastTimeSformer:
+    torch.manual_seed(0)
+    return FastTimeSformer(**{**TINY, **overrides}).eval()
+
+
+def randomize(model: FastTimeSformer, std: float = 0.3) -> FastTimeSformer:
+    """Give every parameter (zero-initialised ones included) non-trivial values."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std)
+        for block in model.blocks:
+            for norm in (block.norm1, block.norm2, getattr(block, "temporal_norm1", None)):
+                if norm is not None:
+                    norm.weight.add_(1.0)
+        model.norm.weight.add_(1.0)
+    return model
+
+
+# -- an independent, loop-based re-derivation of the official forward (reference notes 1.3-1.4) -------
+def _ln(x, p, prefix):
+    return F.layer_norm(x, x.shape[-1:], p[prefix + ".weight"], p[prefix + ".bias"], eps=1e-6)
+
+
+def _mhsa(x, p, prefix, heads):
+    """x (L, D) -> (L, D), textbook softmax attention."""
+    length, dim = x.shape
+    qkv = x @ p[prefix + ".qkv.weight"].T + p[prefix + ".qkv.bias"]
+    q, k, v = qkv.reshape(length, 3, heads, dim // heads).permute(1, 2, 0, 3)
+    attn = (q @ k.transpose(-1, -2) / math.sqrt(dim // heads)).softmax(-1)
+    out = (attn @ v).transpose(0, 1).reshape(length, dim)
+    return out @ p[prefix + ".proj.weight"].T + p[prefix + ".proj.bias"]
+
+
+def _mlp(x, p, prefix):
+    h = F.gelu(x @ p[prefix + ".fc1.weight"].T + p[prefix + ".fc1.bias"])
+    return h @ p[prefix + ".fc2.weight"].T + p[prefix + ".fc2.bias"]
+
+
+def reference_divided_forward(model: FastTimeSformer, video: torch.Tensor) -> torch.Tensor:
+    """One clip (T, C, H, W) at the configured geometry, token by token as the official code describes."""
+    p = {k: v.double() for k, v in model.state_dict().items()}
+    heads, video = model.blocks[0].attn.heads, video.double()
+    t = video.shape[0]
+    patches = F.conv2d(
+        video, p["patch_embed.proj.weight"], p["patch_embed.proj.bias"], stride=model.patch_size
+    )
+    patches = patches.flatten(2).transpose(1, 2)  # (T, N, D)
+    n = patches.shape[1]
+    patches = patches + p["pos_embed"][0, 1:]
+    cls = p["cls_token"][0, 0] + p["pos_embed"][0, 0]
+    tokens = {(i, f): patches[f, i] + p["time_embed"][0, f] for i in range(n) for f in range(t)}
+    for b in range(len(model.blocks)):
+        pre = f"blocks.{b}"
+        # temporal: each patch position over its frames, no CLS
+        xt = {}
+        for i in range(n):
+            seq = torch.stack([tokens[i, f] for f in range(t)])
+            res = _mhsa(_ln(seq, p, pre + ".temporal_norm1"), p, pre + ".temporal_attn", heads)
+            res = res @ p[pre + ".temporal_fc.weight"].T + p[pre + ".temporal_fc.bias"]
+            for f in range(t):
+                xt[i, f] = tokens[i, f] + res[f]
+        # spatial: each frame with a copy of the block-input CLS; CLS outputs averaged over frames
+        cls_outs, new = [], {}
+        for f in range(t):
+            seq = torch.stack([cls] + [xt[i, f] for i in range(n)])
+            res = _mhsa(_ln(seq, p, pre + ".norm1"), p, pre + ".attn", heads)
+            cls_outs.append(res[0])
+            for i in range(n):
+                new[i, f] = xt[i, f] + res[1 + i]
+        cls = cls + torch.stack(cls_outs).mean(0)
+        cls = cls + _mlp(_ln(cls, p, pre + ".norm2"), p, pre + ".mlp")
+        tokens = {key: v + _mlp(_ln(v, p, pre + ".norm2"), p, pre + ".mlp") for key, v in new.items()}
+    cls = _ln(cls, p, "norm")
+    return cls @ p["head.weight"].T + p["head.bias"]
+
+
+def test_divided_matches_loop_reference():
+    model = randomize(tiny(depth=2))
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        ours = model(video).double()
+    reference = torch.stack([reference_divided_forward(model, v) for v in video])
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_official_initialisation_and_parameter_count():
+    model = tiny()
+    for block in model.blocks:
+        assert torch.count_nonzero(block.temporal_fc.weight) == 0
+        assert block.norm1.eps == block.temporal_norm1.eps == block.norm2.eps == 1e-6
+        assert block.attn.qkv.bias is not None
+    assert torch.count_nonzero(model.time_embed) == 0
+    assert isinstance(model.patch_embed.proj, torch.nn.Conv2d)
+    with torch.device("meta"):  # shapes only: no 121M-parameter initialisation
+        base = create_model("timesformer_base_8x224")
+    assert sum(p.numel() for p in base.parameters()) == 121_566_352  # official ViT-B/16 TimeSformer
+    assert [f"{v:.4f}" for v in torch.linspace(0, 0.1, 12).tolist()] == [
+        f"{b.drop_path.drop_prob:.4f}" for b in base.blocks
+    ]
+
+
+def test_state_dict_names_mirror_the_official_checkpoint():
+    keys = set(tiny().state_dict())
+    for name in (
+        "cls_token", "pos_embed", "time_embed", "patch_embed.proj.weight", "blocks.0.norm1.weight",
+        "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.bias", "blocks.1.temporal_norm1.bias",
+        "blocks.1.temporal_attn.qkv.bias", "blocks.1.temporal_attn.proj.weight", "blocks.1.temporal_fc.weight",
+        "blocks.1.norm2.weight", "blocks.1.mlp.fc1.weight", "blocks.1.mlp.fc2.bias", "norm.weight", "head.bias",
+    ):  # fmt: skip
+        assert name in keys
+    assert "time_embed" not in tiny(attention_type="space_only").state_dict()
+
+
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
+def test_every_mechanism_and_layout_runs_any_geometry(attention, attention_type):
+    model = tiny(attention=attention, attention_type=attention_type)
+    assert model(torch.randn(2, 4, 3, 32, 32)).shape == (2, 5)
+    assert model(torch.randn(1, 7, 3, 48, 24)).shape == (1, 5)  # other T, non-square H, W
+    assert model.forward_features(torch.randn(1, 2, 3, 16, 40)).shape == (1, 32)
+
+
+def test_space_only_averages_frames_like_the_official_model():
+    model = randomize(tiny(attention_type="space_only"))
+    video = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        per_frame = []
+        x, _ = model._embed(video)  # (T, 1+N, D)
+        for block in model.blocks:
+            x = block(x, frames=4)
+        per_frame = x[:, 0]
+        expected = model.head(model.norm(per_frame.mean(0, keepdim=True)))
+        torch.testing.assert_close(model(video), expected)
+
+
+def test_embedding_interpolation_is_nearest_like_the_official_model():
+    model = randomize(tiny(num_frames=8))
+    torch.testing.assert_close(model._interpolated_time_embed(4), model.time_embed[:, [0, 2, 4, 6]])
+    torch.testing.assert_close(
+        model._interpolated_time_embed(16), model.time_embed.repeat_interleave(2, dim=1)
+    )
+    pos = model._interpolated_pos_embed((8, 8))  # 4x4 grid -> 8x8
+    grid = model.pos_embed[0, 1:].reshape(4, 4, -1)
+    torch.testing.assert_close(
+        pos[0, 1:].reshape(8, 8, -1), grid.repeat_interleave(2, 0).repeat_interleave(2, 1)
+    )
+    assert model._interpolated_pos_embed((4, 4)) is model.pos_embed  # configured geometry: untouched
+    linear = tiny(num_frames=8, embed_interpolation="linear")
+    assert linear(torch.randn(1, 5, 3, 40, 32)).shape == (1, 5)
+
+
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
+def test_masked_frames_influence_nothing(attention, attention_type):
+    model = randomize(tiny(attention=attention, attention_type=attention_type), std=0.1)
+    video = torch.randn(2, 4, 3, 32, 32)
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    other = video.clone()
+    other[~mask] = torch.randn_like(other[~mask]) * 10
+    with torch.no_grad():
+        torch.testing.assert_close(model(video, mask), model(other, mask), atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(model(video), model(other))  # without the mask they do matter
+
+
+def test_input_layouts_agree():
+    model = randomize(tiny())
+    channels_first = FastTimeSformer(**TINY, input_layout="bcthw").eval()
+    channels_first.load_state_dict(model.state_dict())
+    video = torch.randn(2, 4, 3, 32, 32)
+    torch.testing.assert_close(channels_first(video.transpose(1, 2)), model(video))
+
+
+def test_seed_divided_attention_call_runs_verbatim_and_matches_manual_groups():
+    b, f, n, dim = 2, 3, 5, 32
+    torch.manual_seed(0)
+    attention = DividedAttention(dim, dim_head=16, heads=2, dropout=0.0).eval()
+    x = torch.randn(b, n * f + 1, dim)
+    time_attended = attention(x, "b (f n) d", "(b n) f d", n=n)
+    space_attended = attention(x, "b (f n) d", "(b f) n d", f=f)
+    assert time_attended.shape == space_attended.shape == x.shape
+    # Manual: frame-major tokens; for frame j, attend over [CLS, patches of j]; CLS output averaged.
+    frames = x[:, 1:].reshape(b, f, n, dim)
+    outs = [attention.attn(torch.cat([x[:, :1], frames[:, j]], dim=1)) for j in range(f)]
+    torch.testing.assert_close(space_attended[:, 0], torch.stack([o[:, 0] for o in outs], 1).mean(1))
+    torch.testing.assert_close(space_attended[:, 1:], torch.cat([o[:, 1:] for o in outs], dim=1))
+    for name in ("performer", "fastformer"):
+        other = DividedAttention(dim, dim_head=16, heads=2, attention=name)
+        assert other(x, "b (f n) d", "(b n) f d", n=n).shape == x.shape
+
+
+def test_rotary_positions_run_any_geometry_and_drop_learned_embeddings():
+    for attention_type in ATTENTION_TYPES:
+        model = tiny(pos_emb="rotary", attention_type=attention_type, attention="performer")
+        assert "pos_embed" not in model.state_dict()
+        assert model(torch.randn(1, 6, 3, 24, 40)).shape == (1, 5)
+
+
+def test_regular_weights_load_into_performer_model():
+    regular = tiny()
+    performer = tiny(attention="performer", attention_kwargs={"nb_features": 64})
+    performer.load_state_dict(regular.state_dict(), strict=True)
+    assert performer(torch.randn(1, 4, 3, 32, 32)).shape == (1, 5)
+    before = [m.projection_matrix.clone() for m in performer.performer_modules()]
+    performer.redraw_features(torch.Generator().manual_seed(1))
+    assert all(not torch.equal(a, m.projection_matrix) for a, m in zip(before, performer.performer_modules()))
+
+
+def test_per_axis_override():
+    model = tiny(attention="regular", space_attention="performer", attention_kwargs={"nb_features": 32})
+    assert type(model.blocks[0].temporal_attn).__name__ == "RegularAttention"
+    assert type(model.blocks[0].attn).__name__ == "PerformerAttention"
+
+
+def test_bf16_autocast_and_gradient_checkpointing():
+    model = randomize(tiny(attention="performer"), std=0.05).train()
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(model(video)).all()
+    model = randomize(tiny(drop_path=0.0), std=0.05).train()
+    model(video).sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(video).sum().backward()
+    for a, p in zip(plain, model.parameters()):
+        torch.testing.assert_close(p.grad, a, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    model = randomize(tiny(), std=0.05)
+    video = torch.randn(1, 4, 3, 32, 32)
+    compiled = torch.compile(model)
+    torch.testing.assert_close(compiled(video), model(video), atol=1e-4, rtol=1e-4)
+
+
+def test_presets_head_and_weight_decay_helpers():
+    assert {"timesformer_base_8x224", "timesformer_hr_16x448", "timesformer_l_96x224"} <= set(list_models())
+    model = create_model("timesformer_micro_8x32", num_classes=7)
+    assert model.head.out_features == 7
+    model.reset_classifier(3)
+    assert model(torch.randn(1, 8, 3, 32, 32)).shape == (1, 3)
+    model.reset_classifier(0)
+    assert model(torch.randn(1, 8, 3, 32, 32)).shape == (1, 64)
+    assert model.no_weight_decay() == {"pos_embed", "cls_token", "time_embed"}
+    with pytest.raises(ValueError, match="unknown model 'timesformer_giant'"):
+        create_model("timesformer_giant")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(attention="flash"), r"unknown attention 'flash'; expected one of \['fastformer', 'performer', 'regular'\]"),
+        (dict(attention_type="axial"), r"unknown attention_type 'axial'; expected one of"),
+        (dict(time_attention="linear"), r"unknown time_attention 'linear'"),
+        (dict(attention_kwargs={"nb_features": 8}), r"unknown attention_kwargs \['nb_features'\] for attention \['regular'\]"),
+        (dict(dim=30, heads=4), r"dim \(30\) must be divisible by heads \(4\)"),
+        (dict(image_size=30), r"image_size \(30, 30\) must be a multiple of patch_size 8"),
+        (dict(attention="fastformer", pos_emb="rotary"), r"fastformer attention has no query-key products"),
+        (dict(input_layout="tbchw"), r"unknown input_layout 'tbchw'"),
+    ],
+)  # fmt: skip
+def test_bad_configuration_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FastTimeSformer(**{**TINY, **kwargs})
+
+
+def test_bad_input_errors_name_shapes_and_fix():
+    model = tiny()
+    with pytest.raises(
+        ValueError,
+        match=r"expected video \(B, T, C, H, W\) with C=3, got .*\(2, 3, 4, 32, 32\).*input_layout='bcthw'",
+    ):
+        model(torch.randn(2, 3, 4, 32, 32))
+    with pytest.raises(ValueError, match=r"4-D tensor.*unsqueeze\(0\)"):
+        model(torch.randn(4, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"frame size 30x32 is not a multiple of patch_size 8"):
+        model(torch.randn(1, 4, 3, 30, 32))
+    with pytest.raises(ValueError, match=r"expected mask of shape \(B, T\) = \(1, 4\) and dtype bool"):
+        model(torch.randn(1, 4, 3, 32, 32), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one real frame"):
+        model(torch.randn(1, 4, 3, 32, 32), torch.zeros(1, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="expected a float video, got dtype torch.uint8"):
+        model(torch.zeros(1, 4, 3, 32, 32, dtype=torch.uint8))
