@@ -286,6 +286,11 @@ class FastTimeSformer(nn.Module):
         _check_choice("pos_emb", pos_emb, POS_EMBS)
         _check_choice("embed_interpolation", embed_interpolation, INTERPOLATIONS)
         check_attention_name(attention)
+        if time_attention is not None and attention_type != "divided_space_time":
+            raise ValueError(
+                f"time_attention only applies to attention_type='divided_space_time' (got {attention_type!r}); "
+                "use attention= or space_attention= instead"
+            )
         self.time_attention = check_attention_name(time_attention or attention, "time_attention")
         self.space_attention = check_attention_name(space_attention or attention, "space_attention")
         in_use = [self.space_attention] + (

@@ -274,6 +274,7 @@ def test_presets_head_and_weight_decay_helpers():
         (dict(image_size=30), r"image_size \(30, 30\) must be a multiple of patch_size 8"),
         (dict(attention="fastformer", pos_emb="rotary"), r"fastformer attention has no query-key products"),
         (dict(input_layout="tbchw"), r"unknown input_layout 'tbchw'"),
+        (dict(attention_type="joint_space_time", time_attention="regular"), r"time_attention only applies to"),
     ],
 )  # fmt: skip
 def test_bad_configuration_errors(kwargs, message):
