@@ -65,11 +65,16 @@ class Block(nn.Module):
         attn_dropout: float,
         ff_dropout: float,
         drop_path: float,
+        qkv_bias: bool = True,
     ) -> None:
         super().__init__()
         self.attention_type = attention_type
         common = dict(
-            heads=heads, dim_head=dim_head, proj_dropout=ff_dropout, attention_kwargs=attention_kwargs
+            heads=heads,
+            dim_head=dim_head,
+            qkv_bias=qkv_bias,
+            proj_dropout=ff_dropout,
+            attention_kwargs=attention_kwargs,
         )
         if attention_type == "divided_space_time":
             self.temporal_norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -116,12 +121,16 @@ class Block(nn.Module):
         xt = patches + self.temporal_fc(rt.reshape(b, n * frames, dim))  # drop path before temporal_fc
 
         # Spatial attention: each frame attends over its N patches plus a copy of the block-input CLS.
-        xs = rearrange(xt, "b (n t) d -> (b t) n d", t=frames)
-        xs = torch.cat([cls.repeat_interleave(frames, dim=0), xs], dim=1)  # (B*T, 1+N, D)
+        # One cat does both the (n t) -> (t n) regrouping and the CLS insertion: a single copy.
+        xs = torch.cat(
+            [cls.unsqueeze(1).expand(b, frames, 1, dim), xt.view(b, n, frames, dim).transpose(1, 2)], dim=2
+        ).view(b * frames, 1 + n, dim)  # (B, T, 1+N, D) -> (B*T, 1+N, D)
         rs = self.drop_path(self.attn(self.norm1(xs), rope=ropes.get("space")))
-        cls_out = _masked_frame_mean(rs[:, 0].reshape(b, frames, dim), mask).unsqueeze(1)  # (B, 1, D)
-        rs_patches = rearrange(rs[:, 1:], "(b t) n d -> b (n t) d", t=frames)
-        return torch.cat([cls + cls_out, xt + rs_patches], dim=1)
+        rs = rs.view(b, frames, 1 + n, dim)
+        cls_out = _masked_frame_mean(rs[:, :, 0], mask).unsqueeze(1)  # (B, 1, D)
+        # The residual add reads the (t n)-ordered outputs through a transposed view and writes (n t) order.
+        patches_out = xt.view(b, n, frames, dim) + rs[:, :, 1:].transpose(1, 2)  # (B, N, T, D)
+        return torch.cat([cls + cls_out, patches_out.reshape(b, n * frames, dim)], dim=1)
 
 
 def _masked_frame_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -333,7 +342,7 @@ class FastTimeSformer(nn.Module):
                 dim, heads=heads, dim_head=dim_head, mlp_ratio=mlp_ratio, attention_type=attention_type,
                 time_attention=self.time_attention, space_attention=self.space_attention,
                 attention_kwargs=attention_kwargs, attn_dropout=attn_dropout, ff_dropout=ff_dropout,
-                drop_path=rate,
+                drop_path=rate, qkv_bias=qkv_bias,
             )
             for rate in rates
         )  # fmt: skip

@@ -221,6 +221,11 @@ def test_regular_weights_load_into_performer_model():
     assert all(not torch.equal(a, m.projection_matrix) for a, m in zip(before, performer.performer_modules()))
 
 
+def test_qkv_bias_option_reaches_every_attention_layer():
+    model = tiny(qkv_bias=False)
+    assert all(b.attn.qkv.bias is None and b.temporal_attn.qkv.bias is None for b in model.blocks)
+
+
 def test_per_axis_override():
     model = tiny(attention="regular", space_attention="performer", attention_kwargs={"nb_features": 32})
     assert type(model.blocks[0].temporal_attn).__name__ == "RegularAttention"
