@@ -66,8 +66,8 @@ class FastformerAttention(Attention):
         nn.init.zeros_(self.transform.bias)
 
     def _pool(self, x: torch.Tensor, w: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Additive pooling over tokens: x (B, H, N, d), w (H, d) -> (B, H, 1, d)."""
-        scores = (x * w[None, :, None, :]).sum(-1) * x.shape[-1] ** -0.5  # (B, H, N)
+        """Additive pooling over tokens: x (B, H, N, d), w (H, d) or (B, H, d) -> (B, H, 1, d)."""
+        scores = (x * (w * x.shape[-1] ** -0.5).unsqueeze(-2)).sum(-1)  # (B, H, N)
         if mask is not None:
             scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
         weights = self.pool_drop(scores.softmax(dim=-1, dtype=torch.float32).to(x.dtype))
@@ -76,8 +76,12 @@ class FastformerAttention(Attention):
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
+        b, h, n, d = q.shape
         global_query = self._pool(q, self.w_q, mask)  # (B, H, 1, d)
-        p = global_query * k  # (B, H, N, d)
-        global_key = self._pool(p, self.w_k, mask)  # (B, H, 1, d)
-        u = merge_heads(global_key * v)  # (B, N, H*d)
-        return self.transform(u) + merge_heads(q)
+        # p_i = g_q * k_i is never materialised: w_k . p_i = (w_k * g_q) . k_i, and
+        # sum_i beta_i p_i = g_q * sum_i beta_i k_i -- the same numbers without an (N, d) temporary.
+        global_key = global_query * self._pool(k, self.w_k * global_query.squeeze(-2), mask)  # (B, H, 1, d)
+        # u_i = g_k * v_i, written straight into the merged (B, N, H*d) layout (v is a view of the qkv output).
+        u = (v.transpose(1, 2) * global_key.transpose(1, 2)).reshape(b, n, h * d)
+        # Output transform plus the query residual; merge_heads(q) is a free view of the qkv output.
+        return self.transform(u).add_(merge_heads(q))

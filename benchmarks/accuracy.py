@@ -1,0 +1,175 @@
+"""Accuracy beside speed: the demo task's validation accuracy for each attention mechanism (issue 6, item 4).
+
+The demo's data and recipe (``fast_timesformer.demo.DEMO``: the ``timesformer_micro_8x32`` preset, its epochs,
+batch size, learning rate, warm-up, weight decay, seed) trained three times, changing only ``attention``:
+``regular`` (exact softmax), ``performer`` (FAVOR+, the preset's default feature count) and ``fastformer``.
+Reported per mechanism: video-level validation top-1 (the demo's protocol), training wall time, and inference
+time per validation clip.
+
+It also measures the accuracy half of the bf16 target: the ``regular`` model's top-1 agreement between float32
+logits and ``torch.autocast("cpu", dtype=torch.bfloat16)`` logits on the same validation clips.
+
+    python benchmarks/accuracy.py            # the demo's budget per mechanism (3 trainings)
+    python benchmarks/accuracy.py --quick    # 3 epochs on 160 videos: a smoke run, not a result
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+MECHANISMS = ("regular", "performer", "fastformer")
+
+
+def make_data(root: Path, num_videos: int, seed: int, workers: int):
+    """The demo's motion dataset and datamodule (same arguments as ``fast_timesformer.demo.run_demo``)."""
+    from fast_timesformer.data.synthetic import generate_motion_dataset
+    from fast_timesformer.demo import DEMO
+    from fast_timesformer.training import VideoDataModule
+
+    val = round(num_videos * DEMO["val_fraction"])
+    manifest = generate_motion_dataset(
+        root, num_videos={"train": num_videos - val, "val": val}, num_frames=DEMO["num_frames"] * 2,
+        size=DEMO["size"], seed=seed, splits=("train", "val"),
+    )  # fmt: skip
+    datamodule = VideoDataModule(
+        train=str(Path(manifest).parent / "train" / "manifest.csv"),
+        val=str(Path(manifest).parent / "val" / "manifest.csv"),
+        test=str(Path(manifest).parent / "val" / "manifest.csv"),
+        num_frames=DEMO["num_frames"], sampling_rate=1, crop_size=DEMO["size"],
+        scale_range=(DEMO["size"], DEMO["size"]), flip=False, val_num_temporal_clips=1, val_num_spatial_crops=1,
+        test_num_temporal_clips=1, test_num_spatial_crops=1, batch_size=DEMO["batch_size"], num_workers=workers,
+        seed=seed,
+    )  # fmt: skip
+    datamodule.setup("fit")
+    return datamodule
+
+
+def train_one(
+    mechanism: str, datamodule: Any, epochs: int, seed: int, output: Path
+) -> tuple[Any, dict[str, Any]]:
+    """Fit the demo model with ``attention=mechanism``; returns (classifier, results)."""
+    from lightning.pytorch import Trainer, seed_everything
+
+    from fast_timesformer.demo import DEMO
+    from fast_timesformer.training import VideoClassifier
+
+    seed_everything(seed, verbose=False)
+    classifier = VideoClassifier(
+        preset=DEMO["preset"], model_kwargs={"attention": mechanism}, num_classes=datamodule.num_classes,
+        num_frames=DEMO["num_frames"], image_size=DEMO["size"], lr=DEMO["lr"], weight_decay=DEMO["weight_decay"],
+        warmup_epochs=DEMO["warmup_epochs"], seed=seed,
+    )  # fmt: skip
+    trainer = Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, num_sanity_val_steps=0, enable_progress_bar=False,
+        default_root_dir=str(output),
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(classifier, datamodule=datamodule)
+    train_seconds = time.perf_counter() - start
+    trainer.test(classifier, datamodule=datamodule, verbose=False)
+    results = dict(classifier.test_results)
+    return classifier, {
+        "val_top1": float(results["top1"]),
+        "protocol": results.get("protocol"),
+        "num_videos": results.get("num_videos"),
+        "train_seconds": train_seconds,
+        "parameters": sum(p.numel() for p in classifier.model.parameters()),
+    }
+
+
+def validation_clips(datamodule: Any) -> torch.Tensor:
+    """Every validation clip as one (N, T, C, H, W) tensor (one view per video)."""
+    return torch.cat([batch["video"] for batch in datamodule.val_dataloader()])
+
+
+def inference_ms_per_clip(model: torch.nn.Module, clips: torch.Tensor, repeats: int = 5) -> float:
+    model.eval()
+    batch = clips[:16]
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(batch)
+
+    times, _ = common.interleaved_clean({"m": call}, warmup=2, repeats=repeats, max_seconds=30)
+    return statistics.median(times["m"]) * 1e3 / len(batch)
+
+
+def bf16_agreement(model: torch.nn.Module, clips: torch.Tensor) -> dict[str, Any]:
+    """Top-1 agreement (and logit error) of bf16 autocast against float32, same model, same clips."""
+    model.eval()
+    with torch.inference_mode():
+        fp32 = torch.cat([model(chunk) for chunk in clips.split(16)])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = torch.cat([model(chunk).float() for chunk in clips.split(16)])
+    return {
+        "clips": len(clips),
+        "top1_agreement": float((fp32.argmax(-1) == bf16.argmax(-1)).float().mean()),
+        "max_abs_logit_diff": float((fp32 - bf16).abs().max()),
+        "relative_logit_error": float((fp32 - bf16).norm() / fp32.norm()),
+    }
+
+
+def main() -> None:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
+    parser.add_argument("--num-videos", type=int, default=None, help="train + val (default: the demo's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    args = parser.parse_args()
+    common.start(args)
+    from fast_timesformer.demo import DEMO
+
+    epochs = args.epochs or (3 if args.quick else DEMO["epochs"])
+    num_videos = args.num_videos or (160 if args.quick else DEMO["num_videos"])
+    name = common.results_name(args, "accuracy_quick" if args.quick else "accuracy")
+    rows, agreement = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        datamodule = make_data(Path(tmp) / "data", num_videos, args.seed, args.workers)
+        clips = validation_clips(datamodule)
+        print(f"motion dataset: {num_videos} videos, {datamodule.num_classes} classes; {epochs} epochs each")
+        for mechanism in MECHANISMS:
+            classifier, result = train_one(mechanism, datamodule, epochs, args.seed, Path(tmp))
+            result["inference_ms_per_clip"] = inference_ms_per_clip(classifier.model, clips)
+            rows.append({"mechanism": mechanism, **result})
+            print(
+                f"  {mechanism:10s} val top-1 {100 * result['val_top1']:5.1f}%  train {result['train_seconds']:.0f} s"
+            )
+            if mechanism == "regular":
+                agreement = bf16_agreement(classifier.model, clips)
+                print(f"  bf16 autocast vs float32 top-1 agreement: {100 * agreement['top1_agreement']:.1f}%")
+
+    columns = [
+        ("mechanism", "mechanism", ""), ("val top-1", "val_top1", ".1%"), ("train s", "train_seconds", ".0f"),
+        ("ms / clip (inference, batch 16)", "inference_ms_per_clip", ".2f"), ("parameters", "parameters", ","),
+    ]  # fmt: skip
+    print()
+    print(common.format_table(rows, columns))
+    path = common.write_results(
+        name,
+        {
+            "what": "demo task (synthetic motion videos), demo recipe, only `attention` changes",
+            "recipe": {**DEMO, "epochs": epochs, "num_videos": num_videos, "seed": args.seed},
+            "rows": rows,
+            "bf16_agreement_regular": agreement,
+            "bf16_target": {
+                "threshold": 0.99,
+                "met": None if agreement is None else agreement["top1_agreement"] >= 0.99,
+            },
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Training safety: atomic, finite checkpoints and the error raised when the loss stops being finite.
+
+* :class:`RunCheckpoint` is Lightning's ``ModelCheckpoint`` with two fixes: ``last.ckpt`` is rewritten at
+  every save point (Lightning 2.6 writes it only when the monitored metric improved, so ``--ckpt_path last``
+  could silently go back several epochs), and ``fast_dev_run`` writes nothing.
+* :class:`RunCSVLogger` is Lightning's ``CSVLogger`` that continues an existing ``metrics.csv`` when a run
+  is resumed (Lightning's deletes it), so the training curves of a resumed run are complete.
+* :class:`AtomicCheckpointIO` is a Lightning ``CheckpointIO`` plugin. Every checkpoint (``last.ckpt``, the
+  best one, ``trainer.save_checkpoint``) is written to a temporary file in the same folder, flushed to
+  disk and then renamed over the target, so a write that fails halfway -- a full disk, a killed job --
+  leaves the previous checkpoint intact and loadable. It refuses to write weights that are NaN or infinite.
+  Loading uses ``torch.load(weights_only=True)`` unless the caller explicitly asks otherwise.
+* :class:`NonFiniteLossError` is what :class:`~fast_timesformer.training.VideoClassifier` raises when a
+  training loss is NaN or infinite, before the backward pass, so no bad step reaches the weights.
+
+The ``fast-timesformer`` command installs the plugin by default; with the Python API pass
+``Trainer(plugins=[AtomicCheckpointIO()])``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; training stopped before the bad step was applied."""
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """A checkpoint was about to be written with NaN or infinite weights."""
+
+
+def non_finite_tensors(state_dict: Mapping[str, Any]) -> list[str]:
+    """Names of floating-point tensors in ``state_dict`` that hold a NaN or an infinity."""
+    return [
+        name
+        for name, value in state_dict.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that keeps ``last.ckpt`` current whether or not the monitored metric improved.
+
+    Takes exactly ``ModelCheckpoint``'s arguments (``monitor``, ``mode``, ``filename``, ``save_last`` ...).
+    """
+
+    _last_written_step = -1
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.fast_dev_run:  # Lightning 2.6 would write last.ckpt even for a fast_dev_run
+            super().on_train_end(trainer, pl_module)
+
+    def _save_topk_checkpoint(self, trainer: Any, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, monitor_candidates)  # no new best: still record progress
+
+    def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        if self._last_written_step == trainer.global_step:
+            return  # written a moment ago by _save_topk_checkpoint
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_written_step = trainer.global_step
+
+
+class RunCSVLogger(CSVLogger):
+    """``CSVLogger`` that appends to the ``metrics.csv`` already in its folder instead of deleting it."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        path = os.path.join(self.log_dir, "metrics.csv")
+        previous = None
+        if os.path.isfile(path):
+            with open(path, newline="", encoding="utf-8") as file:
+                previous = file.read()
+        experiment = super().experiment  # Lightning's writer removes the file here
+        if previous:
+            with open(path, "w", newline="", encoding="utf-8") as file:
+                file.write(previous)
+            header = previous.splitlines()[0].split(",")
+            experiment.metrics_keys = sorted(set(experiment.metrics_keys) | set(header))
+        return experiment
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints atomically (temporary file + fsync + rename) and refuse non-finite weights."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        """Save ``checkpoint`` to ``path``; the previous file at ``path`` survives any failure."""
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        bad = non_finite_tensors(checkpoint.get("state_dict", {}))
+        if bad:
+            raise NonFiniteWeightsError(
+                f"refusing to write checkpoint {path}: {len(bad)} weight tensor(s) contain NaN or inf "
+                f"(first: {bad[0]}). The previous checkpoint is kept; lower the learning rate or enable "
+                "gradient clipping (--trainer.gradient_clip_val 1.0)."
+            )
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+            with os.fdopen(fd, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)  # atomic on POSIX and Windows when both are on one filesystem
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        _fsync_directory(folder)
+
+    def load_checkpoint(
+        self,
+        path: Any,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Load a checkpoint; ``weights_only`` defaults to True (no arbitrary code from pickles)."""
+        return super().load_checkpoint(
+            path, map_location=map_location, weights_only=weights_only is not False
+        )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(folder: str) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "RunCSVLogger",
+    "RunCheckpoint",
+    "NonFiniteLossError",
+    "NonFiniteWeightsError",
+    "non_finite_tensors",
+]

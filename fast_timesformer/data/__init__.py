@@ -1,0 +1,82 @@
+"""Video data for FastTimeSformer: decode files, sample clips, augment, read annotations, batch, check.
+
+The pipeline, file by file (each module's docstring has the details)::
+
+    annotations.py  read_annotations / read_folder   -> AnnotationSet(records, classes)
+    decoding.py     VideoReader.get_frames(indices)  -> uint8 (T, C, H, W) RGB, upright
+    sampling.py     dense_indices / segment_indices  -> which frame indices make a clip
+    transforms.py   TrainTransform / EvalTransform   -> float32 (T, C, H, W), normalised
+    dataset.py      VideoDataset, collate_videos     -> batches {"video": (B, T, C, H, W), ...}
+    check.py        check_data                       -> DataReport of unreadable / short videos
+    synthetic.py    generate_motion_dataset          -> the built-in motion task as .mp4 files
+
+**Layout.** Frames come out of the decoder as (T, C, H, W) — the only layout change, in
+`VideoReader.get_frames` — and stay that way through the transforms; `collate_videos` stacks clips into
+(B, T, C, H, W), the model's default ``input_layout="btchw"``.
+
+Importing this package is cheap: PyAV is imported only when a video is opened (install it with
+``pip install 'fast-timesformer[video]'``).
+"""
+
+from .annotations import (
+    AnnotationError,
+    AnnotationSet,
+    VideoRecord,
+    read_annotations,
+    read_folder,
+)
+from .check import DataProblem, DataReport, check_data, check_video
+from .dataset import BadSample, BadVideoTracker, TooManyBadVideos, VideoDataset, collate_videos
+from .decoding import VideoDecodeError, VideoMetadata, VideoReader, probe_video, read_video_frames
+from .sampling import dense_indices, segment_indices
+from .synthetic import MOTION_CLASSES, generate_motion_dataset
+from .transforms import (
+    DEFAULT_MEAN,
+    DEFAULT_STD,
+    EvalTransform,
+    TrainTransform,
+    center_crop,
+    horizontal_flip,
+    normalize,
+    random_crop,
+    random_short_side_scale,
+    resize_short_side,
+    three_crop,
+)
+
+__all__ = [
+    "DEFAULT_MEAN",
+    "DEFAULT_STD",
+    "MOTION_CLASSES",
+    "AnnotationError",
+    "AnnotationSet",
+    "BadSample",
+    "BadVideoTracker",
+    "DataProblem",
+    "DataReport",
+    "EvalTransform",
+    "TooManyBadVideos",
+    "TrainTransform",
+    "VideoDataset",
+    "VideoDecodeError",
+    "VideoMetadata",
+    "VideoReader",
+    "VideoRecord",
+    "center_crop",
+    "check_data",
+    "check_video",
+    "collate_videos",
+    "dense_indices",
+    "generate_motion_dataset",
+    "horizontal_flip",
+    "normalize",
+    "probe_video",
+    "random_crop",
+    "random_short_side_scale",
+    "read_annotations",
+    "read_folder",
+    "read_video_frames",
+    "resize_short_side",
+    "segment_indices",
+    "three_crop",
+]

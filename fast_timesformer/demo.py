@@ -1,0 +1,299 @@
+"""``fast-timesformer demo``: the whole library on a fresh machine, offline, in a few minutes on a CPU.
+
+1. Generate the built-in motion dataset (:mod:`fast_timesformer.data.synthetic`): real .mp4 files whose
+   class (direction of a moving bar x which colour flashes first) is defined by the *order* of the
+   frames -- every class shows the same set of frames, so no single frame can solve it.
+2. Train a small divided space-time model with the Lightning module and datamodule ``fit`` uses.
+3. Evaluate it at the video level on the validation split, printing the protocol beside the number.
+4. Export the weights (safetensors + config.json) and classify one validation video with them, exactly as
+   ``fast-timesformer classify`` does.
+5. Train the same model with ``attention_type="space_only"`` as a control: it sees every frame but cannot
+   relate them in time, so it stays near chance.
+6. Write ``summary.json``, ``training_curves.png`` and ``confusion_matrix.png``.
+
+The recipe (:class:`DemoRecipe`) was tuned on a 2-core CPU; ``benchmarks/DEMO_SECTION.md`` has the
+measurements. Two choices matter: rotary position embeddings (learned ones start at zero, which makes a
+from-scratch model blind to frame order until they grow, too slowly for a demo) and a width of 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything the demo trains with; the defaults meet the demo's target on 2 CPU cores."""
+
+    num_train: int = 256  #: training videos (balanced over the 4 classes)
+    num_val: int = 64  #: validation videos
+    num_frames: int = 8  #: frames per video, one rendered image each; the clip is the whole video
+    size: int = 16  #: frame side in pixels (16 px, patch 8: 4 patches x 8 frames = 32 tokens)
+    speed: int = 2  #: bar speed in pixels per frame
+    preset: str = "timesformer_micro_8x32"
+    model_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"dim": 128, "heads": 8, "dim_head": 16, "depth": 2, "pos_emb": "rotary"}
+    )
+    epochs: int = 24
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 3.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's command-line options (``fast-timesformer demo --help``)."""
+    default = DemoRecipe()
+    parser.add_argument(
+        "--output",
+        default="fast-timesformer-demo",
+        metavar="DIR",
+        help="where to write (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the dataset and of both training runs (default 0)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=default.epochs, help="training epochs per model (default %(default)s)"
+    )
+    parser.add_argument(
+        "--num-train",
+        type=int,
+        default=default.num_train,
+        help="training videos to generate (default %(default)s)",
+    )
+    parser.add_argument(
+        "--num-val", type=int, default=default.num_val, help="validation videos (default %(default)s)"
+    )
+    parser.add_argument("--no-control", action="store_true", help="skip the space-only control run")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: the cores that are idle, at least 1)",
+    )
+
+
+def choose_threads(threads: int | None = None) -> int:
+    """Torch threads for this machine: the idle cores (a busy core makes every extra thread wait)."""
+    if threads is None:
+        cores = os.cpu_count() or 1
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            busy = 0.0
+        threads = max(1, min(cores, round(cores - busy)))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _quiet_lightning() -> None:
+    """Keep the demo's output to progress bars and our own lines."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "fast_timesformer.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
+def _train(name: str, attention_type: str, *, recipe: DemoRecipe, datamodule: Any, output: Path, seed: int):
+    """Fit one model, then test it on the validation split; returns (classifier, test results)."""
+    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    from fast_timesformer.callbacks import AtomicCheckpointIO
+    from fast_timesformer.training import VideoClassifier
+
+    seed_everything(seed, verbose=False)
+    classifier = VideoClassifier(
+        preset=recipe.preset, model_kwargs={**recipe.model_kwargs, "attention_type": attention_type},
+        num_classes=datamodule.num_classes, num_frames=recipe.num_frames, image_size=recipe.size, lr=recipe.lr,
+        weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
+    )  # fmt: skip
+    trainer = Trainer(
+        max_epochs=recipe.epochs, accelerator="cpu", devices=1, logger=CSVLogger(output, name="runs", version=name),
+        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=4,
+        plugins=[AtomicCheckpointIO()], callbacks=[TQDMProgressBar(leave=True)],
+    )  # fmt: skip
+    print(f"\n[{name}] training {recipe.epochs} epochs")
+    trainer.fit(classifier, datamodule=datamodule)
+    print(f"[{name}] evaluating on the validation split")
+    trainer.test(classifier, datamodule=datamodule, verbose=False)
+    return classifier, dict(classifier.test_results)
+
+
+def run_demo(
+    *,
+    output: str | os.PathLike = "fast-timesformer-demo",
+    seed: int = 0,
+    recipe: DemoRecipe | None = None,
+    control: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run the demo (see the module docstring) and return the summary written to ``summary.json``."""
+    start = time.perf_counter()
+    recipe = recipe or DemoRecipe()
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = choose_threads(threads)
+    _quiet_lightning()
+    from tqdm import tqdm
+
+    from fast_timesformer.cli import classify_videos
+    from fast_timesformer.data.synthetic import generate_motion_dataset
+    from fast_timesformer.plots import (
+        confusion_matrix,
+        plot_confusion_matrix,
+        plot_training_curves,
+        read_metrics_csv,
+    )
+    from fast_timesformer.training import VideoDataModule
+
+    # 1. the dataset: real .mp4 files, decoded once and then kept in memory (cache_frames)
+    print(f"FastTimeSformer demo: writing to {out}/ ({threads} torch thread{'s' if threads > 1 else ''})")
+    t0 = time.perf_counter()
+    with tqdm(total=1, desc="generating the motion dataset", bar_format="{desc}: {elapsed}") as bar:
+        generate_motion_dataset(
+            out / "data", num_videos={"train": recipe.num_train, "val": recipe.num_val}, num_frames=recipe.num_frames,
+            size=recipe.size, hold=1, speed=recipe.speed, seed=seed, num_workers=min(4, os.cpu_count() or 1),
+        )  # fmt: skip
+        bar.update()
+    data_seconds = time.perf_counter() - t0
+    datamodule = VideoDataModule(
+        train=str(out / "data" / "train" / "manifest.csv"), val=str(out / "data" / "val" / "manifest.csv"),
+        num_frames=recipe.num_frames, sampling_rate=1, crop_size=recipe.size, scale_range=(recipe.size, recipe.size),
+        flip=False,  # a flip turns "left" into "right"
+        val_num_temporal_clips=1, val_num_spatial_crops=1, test_num_temporal_clips=1, test_num_spatial_crops=1,
+        batch_size=recipe.batch_size, eval_batch_size=64, num_workers=0, cache_frames=True, seed=seed,
+    )  # fmt: skip
+    classes = list(datamodule.classes)
+    print(
+        f"dataset: {recipe.num_train} train / {recipe.num_val} val videos, {len(classes)} classes "
+        f"({', '.join(classes)}), {recipe.num_frames} frames of {recipe.size}x{recipe.size} px ({data_seconds:.1f} s)"
+    )
+
+    # 2-3. the divided space-time model, evaluated at the video level
+    classifier, results = _train(
+        "divided_space_time",
+        "divided_space_time",
+        recipe=recipe,
+        datamodule=datamodule,
+        output=out,
+        seed=seed,
+    )
+    print(
+        f"[divided_space_time] val top-1 {100 * results['top1']:.1f}%  ({results['protocol']}; {results['num_videos']} videos)"
+    )
+
+    # 4. export, then classify one file the way `fast-timesformer classify` does
+    weights = out / "weights"
+    classifier.model.save_pretrained(
+        str(weights), preprocessing=datamodule.preprocessing(), class_names=classes
+    )
+    example = datamodule.datasets["test"].records[1]
+    classified, errors, _ = classify_videos([example.path], str(weights), top_k=3)
+    if errors:
+        raise RuntimeError(f"classifying {example.path} failed: {errors[0]['error']}")
+    top = classified[0]["predictions"][0]
+    print(f"classify {example.path}: {top['label']} ({100 * top['probability']:.1f}%)")
+
+    # 5. the control: the same model without attention across frames
+    control_results = None
+    if control:
+        _, control_results = _train(
+            "space_only", "space_only", recipe=recipe, datamodule=datamodule, output=out, seed=seed
+        )
+        print(
+            f"[space_only] val top-1 {100 * control_results['top1']:.1f}%  (chance {100 / len(classes):.1f}%)"
+        )
+
+    # 6. the report
+    series = read_metrics_csv(out / "runs" / "divided_space_time" / "metrics.csv")
+    if control:
+        control_series = read_metrics_csv(out / "runs" / "space_only" / "metrics.csv")
+        series.update(
+            {f"space_only {name}": control_series[name] for name in ("val/top1",) if name in control_series}
+        )
+    wanted = ("train/loss_step", "val/loss", "train/acc", "val/top1", "space_only val/top1")
+    curves = plot_training_curves(
+        {name: points for name, points in series.items() if name in wanted},
+        out / "training_curves.png", title="FastTimeSformer on the built-in motion dataset",
+    )  # fmt: skip
+    matrix = confusion_matrix(results["scores"].argmax(-1), results["labels"], len(classes))
+    matrix_png = plot_confusion_matrix(
+        matrix,
+        classes,
+        out / "confusion_matrix.png",
+        title=f"validation, video level\n({results['protocol']})",
+    )
+    summary = {
+        "val_top1": round(results["top1"], 4),
+        "val_mean_class_accuracy": round(results["mean_class_accuracy"], 4),
+        "space_only_top1": None if control_results is None else round(control_results["top1"], 4),
+        "chance": 1 / len(classes),
+        "num_classes": len(classes),
+        "class_names": classes,
+        "num_train_videos": recipe.num_train,
+        "num_val_videos": recipe.num_val,
+        "protocol": results["protocol"],
+        "parameters": sum(p.numel() for p in classifier.model.parameters()),
+        "recipe": asdict(recipe),
+        "seed": seed,
+        "threads": threads,
+        "classified": {"video": example.path, "true_label": classes[example.label], **top},
+        "seconds": round(time.perf_counter() - start, 1),
+        "files": {
+            "weights": str(weights),
+            "training_curves": str(curves),
+            "confusion_matrix": str(matrix_png),
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _print_summary(summary, out)
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    recipe, control = summary["recipe"], summary["space_only_top1"]
+    lines = [
+        "",
+        f"FastTimeSformer demo finished in {summary['seconds']:.0f} s",
+        f"  data      built-in motion dataset: {summary['num_classes']} classes, "
+        f"{summary['num_train_videos']} train / {summary['num_val_videos']} val videos",
+        f"  model     divided space-time, {summary['parameters'] / 1e3:.0f}K parameters, {recipe['epochs']} epochs",
+        f"  val top-1 {100 * summary['val_top1']:.1f}%   ({summary['protocol']})",
+    ]
+    if control is not None:
+        lines.append(
+            f"  control   space-only attention {100 * control:.1f}% (chance {100 * summary['chance']:.0f}%): "
+            "single frames cannot tell the classes apart"
+        )
+    c = summary["classified"]
+    lines += [
+        f"  classify  {c['video']}: {c['label']} ({100 * c['probability']:.1f}%), true label {c['true_label']}",
+        f"  files     {out}/summary.json, training_curves.png, confusion_matrix.png, weights/",
+        f"  next      fast-timesformer classify VIDEO --weights {out}/weights",
+    ]
+    print("\n".join(lines))
+
+
+def main_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the demo from parsed ``fast-timesformer demo`` arguments."""
+    recipe = replace(DemoRecipe(), epochs=args.epochs, num_train=args.num_train, num_val=args.num_val)
+    return run_demo(
+        output=args.output, seed=args.seed, recipe=recipe, control=not args.no_control, threads=args.threads
+    )
+
+
+__all__ = ["DemoRecipe", "add_arguments", "choose_threads", "main_from_args", "run_demo"]

@@ -1,0 +1,210 @@
+"""Video-level evaluation: combine the views of each video, then score the videos.
+
+Multi-view testing (reference notes section 1.9) cuts every test video into ``clips x crops`` views -- e.g.
+1 temporal clip x 3 spatial crops for TimeSformer -- and each view is a separate dataset item. A video's
+prediction combines the predictions of its views:
+
+* ``"softmax"`` (default): the mean of the views' softmax probabilities -- what the paper describes;
+* ``"sum"``: the sum of the raw logits -- what the official ``TestMeter`` actually does.
+
+Under DDP, ``DistributedSampler`` pads the last batch by repeating items from the start, so some views are
+scored twice. :class:`MultiViewAccumulator` gathers every rank's per-view results (a torchmetrics ``Metric``
+with "cat" states) and keeps one result per (video, view) before combining, so the numbers do not depend
+on the number of processes.
+
+Metrics are computed per video with torchmetrics: top-1, top-5 (only when there are more than 5 classes,
+where it means something) and mean class accuracy (the mean over classes *present in the labels* of the
+per-class recall; torchmetrics' own ``average="macro"`` also counts classes that are only predicted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.functional.classification import multiclass_accuracy
+
+ENSEMBLE_METHODS = ("softmax", "sum")
+
+
+@dataclass
+class VideoPredictions:
+    """Per-video results after combining views, sorted by video index.
+
+    Attributes:
+        video: (V,) int64 video indices (the dataset's record index).
+        scores: (V, C) float32: mean softmax probabilities ("softmax") or summed logits ("sum").
+        labels: (V,) int64 labels (-1 where unknown, e.g. prediction).
+        num_views: (V,) int64 distinct views that contributed to each video.
+    """
+
+    video: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    num_views: torch.Tensor
+
+    def probabilities(self, method: str) -> torch.Tensor:
+        """(V, C) class probabilities: the scores themselves for "softmax", their softmax for "sum"."""
+        return self.scores if method == "softmax" else self.scores.softmax(dim=-1)
+
+
+def check_ensemble_method(method: str) -> str:
+    """Return ``method`` if it is a known way of combining views, else raise a helpful error."""
+    if method not in ENSEMBLE_METHODS:
+        raise ValueError(
+            f"unknown ensemble method {method!r}; expected one of {list(ENSEMBLE_METHODS)} "
+            "('softmax': mean of view probabilities, 'sum': sum of view logits as in the official code)"
+        )
+    return method
+
+
+def aggregate_views(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    video: torch.Tensor,
+    view: torch.Tensor,
+    *,
+    method: str = "softmax",
+) -> VideoPredictions:
+    """Combine per-view logits (N, C) into per-video scores, keeping the first result of repeated views.
+
+    Args:
+        logits: (N, C) logits, one row per scored view.
+        labels: (N,) labels of the views (all views of a video must agree).
+        video: (N,) video index of each row.
+        view: (N,) view index of each row within its video; a repeated (video, view) pair is a padding
+            duplicate from ``DistributedSampler`` and is counted once.
+        method: "softmax" (mean of probabilities) or "sum" (sum of logits).
+    """
+    check_ensemble_method(method)
+    if logits.ndim != 2:
+        raise ValueError(f"expected logits of shape (N, C), got {tuple(logits.shape)}")
+    n = logits.shape[0]
+    if not labels.shape == video.shape == view.shape == (n,):
+        raise ValueError(
+            f"labels, video and view must be (N,) = ({n},), got {tuple(labels.shape)}, "
+            f"{tuple(video.shape)}, {tuple(view.shape)}"
+        )
+    if n == 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return VideoPredictions(empty, logits.new_zeros(0, logits.shape[1]).float(), empty, empty)
+
+    # De-duplicate (video, view) pairs, keeping the first occurrence of each.
+    pairs = torch.stack([video.long(), view.long()], dim=1)  # (N, 2)
+    unique_pairs, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+    rows = torch.arange(n, device=logits.device)
+    first = torch.full((len(unique_pairs),), n, dtype=torch.long, device=logits.device)
+    first = first.scatter_reduce(0, inverse, rows, reduce="amin")  # (P,) row of each pair's first copy
+
+    logits, labels, video = logits[first].float(), labels[first].long(), video[first].long()
+    videos, owner = torch.unique(video, return_inverse=True)  # sorted (V,), (P,) position of each view
+    per_view = logits.softmax(dim=-1) if method == "softmax" else logits
+    scores = torch.zeros(len(videos), logits.shape[1], device=logits.device).index_add_(0, owner, per_view)
+    counts = torch.bincount(owner, minlength=len(videos))
+    if method == "softmax":
+        scores = scores / counts.unsqueeze(1)
+
+    video_labels = torch.full((len(videos),), -2, dtype=torch.long, device=logits.device)
+    video_labels = video_labels.scatter(0, owner, labels)
+    if not torch.equal(video_labels[owner], labels):
+        bad = int(video[video_labels[owner] != labels][0])
+        raise ValueError(f"the views of video {bad} carry different labels; views of one video must agree")
+    return VideoPredictions(videos, scores, video_labels, counts)
+
+
+def video_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Top-1, top-5 (when C > 5) and mean class accuracy of per-video scores (V, C) against labels (V,)."""
+    num_classes = scores.shape[1]
+    if len(labels) == 0:
+        raise ValueError("no videos were evaluated: the evaluation set is empty or every video was skipped")
+    if bool((labels < 0).any()):
+        raise ValueError("some videos have no label (-1): metrics need labelled videos")
+    metrics = {"top1": float(multiclass_accuracy(scores, labels, num_classes=num_classes, average="micro"))}
+    if num_classes > 5:
+        top5 = multiclass_accuracy(scores, labels, num_classes=num_classes, average="micro", top_k=5)
+        metrics["top5"] = float(top5)
+    per_class = multiclass_accuracy(scores, labels, num_classes=num_classes, average="none")
+    present = torch.bincount(labels, minlength=num_classes) > 0
+    metrics["mean_class_accuracy"] = float(per_class[present].mean())
+    return metrics
+
+
+class MultiViewAccumulator(Metric):
+    """Collects per-view logits over an epoch (on every rank) and returns per-video predictions.
+
+    ``update`` is called once per batch; ``compute`` gathers all ranks' rows (torchmetrics "cat" states),
+    removes the padding duplicates and combines the views with :func:`aggregate_views`.
+
+    Args:
+        method: "softmax" (mean of view probabilities, default) or "sum" (official: sum of view logits).
+    """
+
+    full_state_update = False
+
+    def __init__(self, *, method: str = "softmax") -> None:
+        super().__init__()
+        self.method = check_ensemble_method(method)
+        for name in ("logits", "labels", "video", "view"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, video: torch.Tensor, view: torch.Tensor) -> None:
+        """Record one batch: logits (B, C), labels (B,), video indices (B,), view indices (B,)."""
+        self.logits.append(logits.detach().float())
+        self.labels.append(labels.detach().long())
+        self.video.append(video.detach().long())
+        self.view.append(view.detach().long())
+
+    def compute(self) -> VideoPredictions:
+        """Per-video predictions from everything recorded on every rank."""
+
+        def cat(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+            # After a distributed sync a list state is already one tensor.
+            return torch.cat(state) if isinstance(state, list) else state
+
+        if isinstance(self.logits, list) and not self.logits:
+            empty = torch.zeros(0, dtype=torch.long, device=self.device)
+            return VideoPredictions(empty, torch.zeros(0, 0, device=self.device), empty, empty)
+        return aggregate_views(
+            cat(self.logits), cat(self.labels), cat(self.video), cat(self.view), method=self.method
+        )
+
+
+def describe_protocol(
+    *,
+    num_frames: int,
+    sampling_rate: int | None,
+    num_temporal_clips: int,
+    num_spatial_crops: int,
+    crop_size: int,
+    sampling: str = "dense",
+    method: str | None = None,
+) -> str:
+    """The evaluation protocol in the paper's words, e.g. ``"8x32, 1 clip x 3 crops, 224px"``."""
+    frames = f"{num_frames}x{sampling_rate}" if sampling == "dense" else f"{num_frames} frames (segments)"
+    clips = f"{num_temporal_clips} clip{'s' if num_temporal_clips != 1 else ''}"
+    crops = f"{num_spatial_crops} crop{'s' if num_spatial_crops != 1 else ''}"
+    text = f"{frames}, {clips} x {crops}, {crop_size}px"
+    if method is not None and num_temporal_clips * num_spatial_crops > 1:
+        text += ", mean of softmax" if method == "softmax" else ", sum of logits"
+    return text
+
+
+def format_metrics(metrics: dict[str, float], protocol: str, *, num_videos: int | None = None) -> str:
+    """One line such as ``top-1 78.0%  top-5 93.7%  mean class 77.2%  (8x32, 1 clip x 3 crops, 224px; 500 videos)``."""
+    names = {"top1": "top-1", "top5": "top-5", "mean_class_accuracy": "mean class"}
+    parts = [f"{names[key]} {100 * metrics[key]:.1f}%" for key in names if key in metrics]
+    suffix = protocol if num_videos is None else f"{protocol}; {num_videos} videos"
+    return "  ".join(parts) + f"  ({suffix})"
+
+
+__all__ = [
+    "ENSEMBLE_METHODS",
+    "MultiViewAccumulator",
+    "VideoPredictions",
+    "aggregate_views",
+    "check_ensemble_method",
+    "describe_protocol",
+    "format_metrics",
+    "video_metrics",
+]

@@ -1,0 +1,188 @@
+"""The ``fast-timesformer`` command: LightningCLI fit/test (in-process), plain subcommands, DDP on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fast_timesformer.cli import main
+from fast_timesformer.data.synthetic import generate_motion_dataset
+
+
+@pytest.fixture(scope="module")
+def motion(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("motion")
+    generate_motion_dataset(root, num_videos={"train": 8, "val": 5}, num_frames=8, size=16, seed=0)
+    return root
+
+
+def write_config(path: Path, motion: Path, run: Path, **sections) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "default_root_dir": str(run), "accelerator": "cpu", "devices": 1, "max_epochs": 1,
+            "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
+        },
+        "model": {"preset": "timesformer_micro_8x32", "model_kwargs": {"dim": 32, "depth": 1, "heads": 2}, "lr": 3e-3},
+        "data": {
+            "train": str(motion / "train" / "manifest.csv"), "val": str(motion / "val" / "manifest.csv"),
+            "num_frames": 4, "sampling_rate": 2, "crop_size": 16, "scale_range": [16, 20], "flip": False,
+            "test_num_temporal_clips": 2, "test_num_spatial_crops": 3, "batch_size": 4, "eval_batch_size": 4,
+            "num_workers": 0,
+        },
+    }  # fmt: skip
+    for key, values in sections.items():
+        config[key].update(values)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope="module")
+def trained(motion, tmp_path_factory):
+    """One `fit` run shared by the tests below (1 epoch, 2 steps)."""
+    tmp = tmp_path_factory.mktemp("run")
+    config = write_config(tmp / "config.yaml", motion, tmp / "run")
+    assert main(["fit", "--config", str(config)]) == 0
+    return config, tmp / "run"
+
+
+def test_fit_writes_config_metrics_and_checkpoints(trained):
+    config, run = trained
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["num_frames"] == 4 and "num_frames" not in saved["model"]  # linked from data
+    assert saved["seed_everything"] == 0 and saved["checkpoint"]["monitor"] == "val/top1"
+    assert {"last.ckpt", "best.ckpt"} <= set(os.listdir(run / "checkpoints"))
+    rows = read_csv(run / "metrics.csv")
+    assert any(row["val/top1"] for row in rows) and any(row["train/loss_step"] for row in rows)
+
+
+def test_resume_continues_the_run(trained, tmp_path):
+    config, run = trained
+    copy = tmp_path / "run"
+    os.makedirs(copy / "checkpoints")
+    for name in ("config.yaml", "metrics.csv"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    (copy / "checkpoints" / "last.ckpt").write_bytes((run / "checkpoints" / "last.ckpt").read_bytes())
+    args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(copy), "--trainer.max_epochs", "2"]
+    assert main([*args, "--ckpt_path", "last"]) == 0
+    assert torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    epochs = {row["epoch"] for row in read_csv(copy / "metrics.csv")}
+    assert epochs == {"0", "1"}  # the resumed run appended to the curves instead of replacing them
+
+
+def test_test_is_multi_view_and_writes_predictions(trained, caplog):
+    config, run = trained
+    caplog.set_level(logging.INFO)
+    assert main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "best.ckpt")]) == 0
+    predictions = read_csv(run / "test" / "predictions.csv")
+    assert len(predictions) == 5 and predictions[0]["label"] in predictions[0]["top5"].split()
+    assert (run / "test" / "config.yaml").is_file()
+    assert "(4x2, 2 clips x 3 crops, 16px, mean of softmax; 5 videos)" in caplog.text
+
+
+def test_export_then_classify(trained, motion, tmp_path, capsys):
+    _, run = trained
+    weights = tmp_path / "weights"
+    assert main(["export", str(run / "checkpoints" / "last.ckpt"), str(weights)]) == 0
+    config = json.loads((weights / "config.json").read_text())
+    assert config["class_names"][0] == "left_blue_first"
+    assert config["preprocessing"]["num_temporal_clips"] == 2 and config["preprocessing"]["sampling_rate"] == 2
+    video = str(next((motion / "val" / "left_red_first").glob("*.mp4")))
+    capsys.readouterr()
+    assert main(["classify", video, "--weights", str(weights), "--top-k", "2"]) == 0
+    text = capsys.readouterr().out
+    assert f"{video}  (4x2, 2 clips x 3 crops, 16px)" in text and text.count("%") == 2
+    assert main(["classify", video, "--weights", str(weights), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    probabilities = [p["probability"] for p in report["results"][0]["predictions"]]
+    assert len(probabilities) == 4 and sum(probabilities) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_classify_a_corrupt_file_fails_naming_it(trained, motion, tmp_path, capsys):
+    _, run = trained
+    weights = tmp_path / "weights"
+    assert main(["export", str(run / "checkpoints" / "last.ckpt"), str(weights)]) == 0
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(200))
+    good = str(next((motion / "val" / "left_red_first").glob("*.mp4")))
+    capsys.readouterr()
+    assert main(["classify", str(corrupt), good, "--weights", str(weights)]) == 1
+    captured = capsys.readouterr()
+    assert f"error: {corrupt}:" in captured.err and good in captured.out  # the good file is still classified
+    assert main(["classify", str(tmp_path / "missing.mp4"), "--weights", str(weights)]) == 1
+    assert "missing.mp4: no such file" in capsys.readouterr().err
+
+
+def test_fast_dev_run_and_print_config(motion, tmp_path, capsys):
+    config = write_config(tmp_path / "config.yaml", motion, tmp_path / "run")
+    assert main(["fit", "--config", str(config), "--trainer.fast_dev_run", "1"]) == 0
+    assert not list(tmp_path.glob("run/**/*.ckpt"))  # fast_dev_run writes no checkpoint
+    capsys.readouterr()
+    assert main(["fit", "--config", str(config), "--model.lr", "0.5", "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["lr"] == 0.5 and printed["data"]["crop_size"] == 16
+
+
+def test_unknown_options_and_commands_are_rejected_helpfully(motion, tmp_path, capsys):
+    config = write_config(tmp_path / "config.yaml", motion, tmp_path / "run")
+    assert main(["fit", "--config", str(config), "--model.lrr", "1"]) == 2
+    assert "lrr" in capsys.readouterr().err
+    assert main(["classify", "x.mp4", "--weights", "w", "--topk", "3"]) == 2
+    assert "did you mean --top-k?" in capsys.readouterr().err
+    assert main(["fitt"]) == 2
+    assert "unknown command 'fitt' (did you mean 'fit'?)" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "classify" in capsys.readouterr().out
+
+
+def test_check_data(motion, tmp_path, capsys):
+    assert main(["check-data", str(motion / "val" / "manifest.csv")]) == 0
+    assert "OK" in capsys.readouterr().out
+    listing = tmp_path / "list.txt"
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    listing.write_text(f"{motion / 'val' / 'left_red_first' / 'val_00001.mp4'} 0\nbad.mp4 1\n")
+    report = tmp_path / "report.txt"
+    assert main(["check-data", str(listing), "--report", str(report)]) == 1
+    assert "bad.mp4" in capsys.readouterr().out and "bad.mp4" in report.read_text()
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(trained, tmp_path):
+    """Two gloo ranks split the test views (with DistributedSampler padding); per-video results must match."""
+    config, run = trained
+    checkpoint = str(run / "checkpoints" / "best.ckpt")
+    # 5 videos x 2 clips x 3 crops = 30 views; batches of 4 on 2 ranks -> padding duplicates to remove.
+    common = [sys.executable, "-m", "fast_timesformer", "test", "--config", str(config), "--ckpt_path", checkpoint]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    results = {}
+    for name, extra in {
+        "single": [],
+        "ddp": ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--data.eval_batch_size", "4"],
+    }.items():
+        root = tmp_path / name
+        command = [*common, "--trainer.default_root_dir", str(root), *extra]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[name] = {row["video"]: row for row in read_csv(root / "test" / "predictions.csv")}
+        metrics = [row for row in read_csv(root / "test" / "metrics.csv") if row.get("test/top1")]
+        results[name + "_metrics"] = {k: float(v) for k, v in metrics[-1].items() if k.startswith("test/") and v}
+    assert results["single"].keys() == results["ddp"].keys() and len(results["ddp"]) == 5
+    for video, row in results["single"].items():
+        assert row["prediction"] == results["ddp"][video]["prediction"]
+        assert float(row["probability"]) == pytest.approx(float(results["ddp"][video]["probability"]), abs=1e-5)
+    single, ddp = results["single_metrics"], results["ddp_metrics"]
+    for key in ("test/top1", "test/mean_class_accuracy"):
+        assert single[key] == pytest.approx(ddp[key])

@@ -1,0 +1,40 @@
+"""``fast-timesformer demo`` end to end, shrunk to seconds (the real recipe's accuracy and time are measured
+by running it, see benchmarks/DEMO_SECTION.md, not asserted here)."""
+
+from __future__ import annotations
+
+import json
+
+from fast_timesformer.cli import main
+from fast_timesformer.demo import DemoRecipe, run_demo
+
+TINY = DemoRecipe(
+    num_train=8, num_val=4, epochs=1, batch_size=4, warmup_epochs=0.0,
+    model_kwargs={"dim": 32, "heads": 2, "dim_head": 16, "depth": 1, "pos_emb": "rotary"},
+)  # fmt: skip
+
+
+def test_demo_writes_its_report(tmp_path, capsys):
+    summary = run_demo(output=tmp_path, recipe=TINY, threads=1)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    for key in ("val_top1", "space_only_top1", "num_classes", "seconds", "protocol"):
+        assert key in written
+    assert written["num_classes"] == 4 and 0.0 <= written["val_top1"] <= 1.0
+    assert written["protocol"] == "8x1, 1 clip x 1 crop, 16px"
+    for name in ("training_curves.png", "confusion_matrix.png", "weights/model.safetensors", "weights/config.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert written["classified"]["label"] in written["class_names"]
+    out = capsys.readouterr().out
+    assert "val top-1" in out and "space-only attention" in out and "(8x1, 1 clip x 1 crop, 16px)" in out
+
+    # The exported weights classify like `fast-timesformer classify` with the stored preprocessing.
+    config = json.loads((tmp_path / "weights" / "config.json").read_text())
+    assert config["preprocessing"]["num_frames"] == 8 and config["model"]["pos_emb"] == "rotary"
+    assert main(["classify", written["classified"]["video"], "--weights", str(tmp_path / "weights")]) == 0
+
+
+def test_demo_rejects_unknown_options(capsys):
+    assert main(["demo", "--epoch", "3"]) == 2
+    assert "did you mean --epochs?" in capsys.readouterr().err
