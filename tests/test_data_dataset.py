@@ -48,8 +48,14 @@ def test_train_items(videos):
     assert not torch.equal(first, dataset[0]["video"])  # and different on the next draw
 
 
-def test_short_video_fills_the_clip(videos):
+def test_short_video_fills_the_clip(videos, tmp_path):
     records, _ = videos
+    one = write_video(tmp_path / "one_frame.mp4", num_frames=1)
+    for sampling in ("dense", "segment"):
+        dataset = VideoDataset(
+            [VideoRecord(str(one), 0, "one")], CLASSES, num_frames=8, sampling=sampling, **SMALL
+        )
+        assert dataset[0]["video"].shape == (8, 3, 32, 32)
     for policy in ("loop", "repeat_last"):
         dataset = VideoDataset(
             records[2:], CLASSES, num_frames=8, sampling_rate=32, mode="test", out_of_range=policy, **SMALL
@@ -136,6 +142,8 @@ def test_bad_video_becomes_a_bad_sample_not_none(videos):
     sample = dataset[1]
     assert isinstance(sample, BadSample) and sample.path == bad.path and sample.index == 1
     assert "not a video" in sample.reason
+    missing = VideoDataset([VideoRecord("/no/such/video.mp4", 0, "gone")], CLASSES, num_frames=4, **SMALL)[0]
+    assert isinstance(missing, BadSample) and missing.reason == "file not found"
     batch = collate_videos([dataset[0], sample])
     assert batch["video"].shape == (1, 4, 3, 32, 32)
     assert batch["label"].tolist() == [0] and batch["index"].tolist() == [0]

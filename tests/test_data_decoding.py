@@ -326,6 +326,10 @@ def test_auto_backend_falls_back_to_pyav_and_logs(tmp_path, caplog):
         VideoReader(path, backend="torchcodec")
     with pytest.raises(ValueError, match="unknown video backend"):
         VideoReader(path, backend="decord")
+    from fast_timesformer.data import torchcodec_backend  # importable without torchcodec
+
+    with pytest.raises(ImportError):
+        torchcodec_backend.TorchCodecSource(str(path), threads=1, limits={})
 
 
 def test_torchcodec_and_pyav_give_the_same_frames(tmp_path):

@@ -34,9 +34,10 @@ rgb24; alpha is dropped (not composited), palettes are expanded.
 change in the data pipeline: transforms keep (T, C, H, W) and `collate_videos` stacks to the model's
 (B, T, C, H, W).
 
-Backends: ``"pyav"`` (always available with the ``[video]`` extra), ``"torchcodec"`` (used only when
-``import torchcodec`` succeeds; not exercised by this project's CI), and ``"auto"`` (torchcodec if it loads,
-else PyAV). The chosen backend is logged once per process at INFO and per file at DEBUG.
+Backends: ``"pyav"`` (always available with the ``[video]`` extra), ``"torchcodec"`` (in
+`torchcodec_backend`; used only when ``import torchcodec`` succeeds, not exercised by this project's CI),
+and ``"auto"`` (torchcodec if it loads, else PyAV). The chosen backend is logged once per process at
+INFO and per file at DEBUG.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -377,59 +377,6 @@ class _PyAVSource:
         self.container.close()
 
 
-class _TorchCodecSource:  # pragma: no cover - torchcodec is not installed in this project's CI
-    """The torchcodec side of `VideoReader` (used only when `import torchcodec` works)."""
-
-    def __init__(self, path: str, *, threads: int, limits: dict[str, float]):
-        from torchcodec.decoders import VideoDecoder
-
-        try:
-            self.decoder = VideoDecoder(
-                path, dimension_order="NCHW", seek_mode="approximate", num_ffmpeg_threads=threads
-            )
-        except Exception as error:
-            raise VideoDecodeError(path, f"torchcodec cannot open it ({error})", "check the file") from error
-        meta = self.decoder.metadata
-        self.path = path
-        self.fps = float(meta.average_fps or 0.0)
-        self.duration = float(meta.duration_seconds or 0.0)
-        self.exact = meta.num_frames is not None
-        self.num_frames = int(meta.num_frames) if self.exact else int(round(self.duration * self.fps))
-        if self.fps <= 0 or self.num_frames <= 0:
-            raise VideoDecodeError(
-                path, "no frame rate or no frames declared", "re-mux the file, e.g. to MP4"
-            )
-        _check_limits(
-            path,
-            width=meta.width,
-            height=meta.height,
-            num_frames=self.num_frames,
-            duration=self.duration,
-            limits=limits,
-        )
-        self.start = float(getattr(meta, "begin_stream_seconds", 0.0) or 0.0)
-        self.tolerance = 0.25 / self.fps
-        self.rotation = _normalise_rotation(getattr(meta, "rotation", 0) or 0)
-        self.codec = str(meta.codec or "")
-        quarter = self.rotation in (90, 270)
-        self.width, self.height = (meta.height, meta.width) if quarter else (meta.width, meta.height)
-
-    def frames_at(self, times: Sequence[float], *, tolerance: float, allow_past_end: bool) -> torch.Tensor:
-        end = self.start + self.duration - 1e-6
-        try:
-            frames = self.decoder.get_frames_played_at(seconds=[min(t, end) for t in times]).data
-        except Exception as error:
-            raise VideoDecodeError(
-                self.path, f"torchcodec decoding failed ({error})", "the file is corrupt"
-            ) from error
-        if tuple(frames.shape[-2:]) != (self.height, self.width):  # older torchcodec: not yet rotated
-            frames = _upright(frames, self.rotation)
-        return frames
-
-    def close(self) -> None:
-        self.decoder = None
-
-
 class VideoReader:
     """Open one video, check it against limits, and read frames by index.
 
@@ -460,7 +407,10 @@ class VideoReader:
         self.backend = resolve_backend(backend)
         limits = {"max_pixels": max_pixels, "max_frames": max_frames, "max_duration": max_duration}
         _check_path(self.path)
-        source_cls = _TorchCodecSource if self.backend == "torchcodec" else _PyAVSource
+        if self.backend == "torchcodec":  # pragma: no cover - torchcodec is not installed in CI
+            from .torchcodec_backend import TorchCodecSource as source_cls
+        else:
+            source_cls = _PyAVSource
         self._source: Any = source_cls(self.path, threads=threads, limits=limits)
         source = self._source
         self.metadata = VideoMetadata(
@@ -568,8 +518,3 @@ def probe_video(path: str | os.PathLike | bytes, *, backend: str = "auto") -> Vi
     """Open ``path`` just long enough to read its `VideoMetadata` (decodes one frame)."""
     with VideoReader(path, backend=backend) as reader:
         return reader.metadata
-
-
-def path_of(path: str | os.PathLike | bytes) -> Path:
-    """``path`` as a Path, decoding bytes with the filesystem encoding (keeps non-UTF-8 names usable)."""
-    return Path(os.fsdecode(path) if isinstance(path, bytes) else path)

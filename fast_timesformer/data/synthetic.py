@@ -153,7 +153,8 @@ def _codec() -> tuple[str, str, dict[str, str]]:
 
     try:
         av.codec.Codec("libx264rgb", "w")
-        # qp 0 = lossless; one thread keeps the bitstream identical on every machine.
+        # qp 0 = lossless: decoded frames equal the rendered ones whatever the x264 version; one thread
+        # keeps even the bitstream reproducible.
         return "libx264rgb", "rgb24", {"qp": "0", "preset": "ultrafast", "threads": "1"}
     except Exception:
         return "mpeg4", "yuv420p", {"qscale": "1", "threads": "1"}
