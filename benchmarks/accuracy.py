@@ -1,8 +1,10 @@
 """Accuracy beside speed: the demo task's validation accuracy for each attention mechanism (issue 6, item 4).
 
-The demo's data and recipe (``fast_timesformer.demo.DEMO``: the ``timesformer_micro_8x32`` preset, its epochs,
-batch size, learning rate, warm-up, weight decay, seed) trained three times, changing only ``attention``:
-``regular`` (exact softmax), ``performer`` (FAVOR+, the preset's default feature count) and ``fastformer``.
+The demo's data and recipe (``fast_timesformer.demo.DemoRecipe``: videos, frames, size, model width and depth,
+epochs, batch size, learning rate, warm-up, weight decay, seed) trained once per mechanism, changing only
+``attention``: ``regular`` (exact softmax), ``performer`` (FAVOR+, default feature count) and ``fastformer``.
+One forced difference: the recipe uses rotary positions, which rotate queries against keys; Fastformer has no
+query-key products (the model rejects the combination), so the fastformer run uses learned positions.
 Reported per mechanism: video-level validation top-1 (the demo's protocol), training wall time, and inference
 time per validation clip.
 
@@ -10,11 +12,12 @@ It also measures the accuracy half of the bf16 target: the ``regular`` model's t
 logits and ``torch.autocast("cpu", dtype=torch.bfloat16)`` logits on the same validation clips.
 
     python benchmarks/accuracy.py            # the demo's budget per mechanism (3 trainings)
-    python benchmarks/accuracy.py --quick    # 3 epochs on 160 videos: a smoke run, not a result
+    python benchmarks/accuracy.py --quick    # 2 epochs: a smoke run, not a result
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -30,47 +33,50 @@ import common  # noqa: E402
 MECHANISMS = ("regular", "performer", "fastformer")
 
 
-def make_data(root: Path, num_videos: int, seed: int, workers: int):
+def make_data(root: Path, recipe: Any, seed: int):
     """The demo's motion dataset and datamodule (same arguments as ``fast_timesformer.demo.run_demo``)."""
     from fast_timesformer.data.synthetic import generate_motion_dataset
-    from fast_timesformer.demo import DEMO
     from fast_timesformer.training import VideoDataModule
 
-    val = round(num_videos * DEMO["val_fraction"])
-    manifest = generate_motion_dataset(
-        root, num_videos={"train": num_videos - val, "val": val}, num_frames=DEMO["num_frames"] * 2,
-        size=DEMO["size"], seed=seed, splits=("train", "val"),
+    generate_motion_dataset(
+        root, num_videos={"train": recipe.num_train, "val": recipe.num_val}, num_frames=recipe.num_frames,
+        size=recipe.size, hold=1, speed=recipe.speed, seed=seed,
     )  # fmt: skip
     datamodule = VideoDataModule(
-        train=str(Path(manifest).parent / "train" / "manifest.csv"),
-        val=str(Path(manifest).parent / "val" / "manifest.csv"),
-        test=str(Path(manifest).parent / "val" / "manifest.csv"),
-        num_frames=DEMO["num_frames"], sampling_rate=1, crop_size=DEMO["size"],
-        scale_range=(DEMO["size"], DEMO["size"]), flip=False, val_num_temporal_clips=1, val_num_spatial_crops=1,
-        test_num_temporal_clips=1, test_num_spatial_crops=1, batch_size=DEMO["batch_size"], num_workers=workers,
-        seed=seed,
+        train=str(root / "train" / "manifest.csv"), val=str(root / "val" / "manifest.csv"),
+        test=str(root / "val" / "manifest.csv"), num_frames=recipe.num_frames, sampling_rate=1,
+        crop_size=recipe.size, scale_range=(recipe.size, recipe.size), flip=False, val_num_temporal_clips=1,
+        val_num_spatial_crops=1, test_num_temporal_clips=1, test_num_spatial_crops=1,
+        batch_size=recipe.batch_size, eval_batch_size=64, num_workers=0, cache_frames=True, seed=seed,
     )  # fmt: skip
     datamodule.setup("fit")
     return datamodule
 
 
+def model_kwargs(recipe: Any, mechanism: str) -> dict[str, Any]:
+    kwargs = {**recipe.model_kwargs, "attention": mechanism}
+    if mechanism == "fastformer" and kwargs.get("pos_emb") == "rotary":
+        kwargs["pos_emb"] = "learned"  # rotary needs query-key products; Fastformer has none
+    return kwargs
+
+
 def train_one(
-    mechanism: str, datamodule: Any, epochs: int, seed: int, output: Path
+    mechanism: str, recipe: Any, datamodule: Any, seed: int, output: Path
 ) -> tuple[Any, dict[str, Any]]:
     """Fit the demo model with ``attention=mechanism``; returns (classifier, results)."""
     from lightning.pytorch import Trainer, seed_everything
 
-    from fast_timesformer.demo import DEMO
     from fast_timesformer.training import VideoClassifier
 
     seed_everything(seed, verbose=False)
+    kwargs = model_kwargs(recipe, mechanism)
     classifier = VideoClassifier(
-        preset=DEMO["preset"], model_kwargs={"attention": mechanism}, num_classes=datamodule.num_classes,
-        num_frames=DEMO["num_frames"], image_size=DEMO["size"], lr=DEMO["lr"], weight_decay=DEMO["weight_decay"],
-        warmup_epochs=DEMO["warmup_epochs"], seed=seed,
+        preset=recipe.preset, model_kwargs=kwargs, num_classes=datamodule.num_classes,
+        num_frames=recipe.num_frames, image_size=recipe.size, lr=recipe.lr, weight_decay=recipe.weight_decay,
+        warmup_epochs=recipe.warmup_epochs, seed=seed,
     )  # fmt: skip
     trainer = Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        max_epochs=recipe.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, enable_progress_bar=False,
         default_root_dir=str(output),
     )  # fmt: skip
@@ -85,6 +91,7 @@ def train_one(
         "num_videos": results.get("num_videos"),
         "train_seconds": train_seconds,
         "parameters": sum(p.numel() for p in classifier.model.parameters()),
+        "model_kwargs": kwargs,
     }
 
 
@@ -123,23 +130,23 @@ def bf16_agreement(model: torch.nn.Module, clips: torch.Tensor) -> dict[str, Any
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
-    parser.add_argument("--num-videos", type=int, default=None, help="train + val (default: the demo's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
     args = parser.parse_args()
     common.start(args)
-    from fast_timesformer.demo import DEMO
+    from fast_timesformer.demo import DemoRecipe
 
-    epochs = args.epochs or (3 if args.quick else DEMO["epochs"])
-    num_videos = args.num_videos or (160 if args.quick else DEMO["num_videos"])
+    recipe = DemoRecipe()
+    recipe = dataclasses.replace(recipe, epochs=args.epochs or (2 if args.quick else recipe.epochs))
     name = common.results_name(args, "accuracy_quick" if args.quick else "accuracy")
     rows, agreement = [], None
     with tempfile.TemporaryDirectory() as tmp:
-        datamodule = make_data(Path(tmp) / "data", num_videos, args.seed, args.workers)
+        datamodule = make_data(Path(tmp) / "data", recipe, args.seed)
         clips = validation_clips(datamodule)
-        print(f"motion dataset: {num_videos} videos, {datamodule.num_classes} classes; {epochs} epochs each")
+        print(
+            f"motion dataset: {recipe.num_train} train / {recipe.num_val} val videos; {recipe.epochs} epochs each"
+        )
         for mechanism in MECHANISMS:
-            classifier, result = train_one(mechanism, datamodule, epochs, args.seed, Path(tmp))
+            classifier, result = train_one(mechanism, recipe, datamodule, args.seed, Path(tmp))
             result["inference_ms_per_clip"] = inference_ms_per_clip(classifier.model, clips)
             rows.append({"mechanism": mechanism, **result})
             print(
@@ -159,7 +166,7 @@ def main() -> None:
         name,
         {
             "what": "demo task (synthetic motion videos), demo recipe, only `attention` changes",
-            "recipe": {**DEMO, "epochs": epochs, "num_videos": num_videos, "seed": args.seed},
+            "recipe": {**dataclasses.asdict(recipe), "seed": args.seed},
             "rows": rows,
             "bf16_agreement_regular": agreement,
             "bf16_target": {

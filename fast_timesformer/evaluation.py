@@ -148,7 +148,9 @@ class MultiViewAccumulator(Metric):
         for name in ("logits", "labels", "video", "view"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, video: torch.Tensor, view: torch.Tensor) -> None:
+    def update(
+        self, logits: torch.Tensor, labels: torch.Tensor, video: torch.Tensor, view: torch.Tensor
+    ) -> None:
         """Record one batch: logits (B, C), labels (B,), video indices (B,), view indices (B,)."""
         self.logits.append(logits.detach().float())
         self.labels.append(labels.detach().long())

@@ -103,7 +103,9 @@ def plot_confusion_matrix(
             for j in ticks:
                 if counts[i, j] > 0:
                     colour = "white" if rows[i, j] > 0.5 else "black"
-                    axis.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", color=colour, fontsize=8)
+                    axis.text(
+                        j, i, f"{int(counts[i, j])}", ha="center", va="center", color=colour, fontsize=8
+                    )
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     figure.tight_layout()
     path = Path(path)

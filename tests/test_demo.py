@@ -22,7 +22,12 @@ def test_demo_writes_its_report(tmp_path, capsys):
         assert key in written
     assert written["num_classes"] == 4 and 0.0 <= written["val_top1"] <= 1.0
     assert written["protocol"] == "8x1, 1 clip x 1 crop, 16px"
-    for name in ("training_curves.png", "confusion_matrix.png", "weights/model.safetensors", "weights/config.json"):
+    for name in (
+        "training_curves.png",
+        "confusion_matrix.png",
+        "weights/model.safetensors",
+        "weights/config.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert written["classified"]["label"] in written["class_names"]

@@ -18,6 +18,7 @@ from fast_timesformer.callbacks import (
     NonFiniteWeightsError,
     RunCheckpoint,
 )
+from fast_timesformer.data import TooManyBadVideos
 from fast_timesformer.data.synthetic import generate_motion_dataset
 from fast_timesformer.training import (
     VideoClassifier,
@@ -47,7 +48,9 @@ def make_data(root, **overrides) -> VideoDataModule:
 
 
 def make_model(data: VideoDataModule, **overrides) -> VideoClassifier:
-    options = dict(model_kwargs=TINY, num_classes=data.num_classes, num_frames=4, image_size=16, lr=3e-3, seed=0)
+    options = dict(
+        model_kwargs=TINY, num_classes=data.num_classes, num_frames=4, image_size=16, lr=3e-3, seed=0
+    )
     return VideoClassifier(**{**options, **overrides})
 
 
@@ -85,7 +88,9 @@ def test_schedules():
 
 def test_sgd_nesterov_and_step_schedule(motion, tmp_path):
     data = make_data(motion)
-    model = make_model(data, optimizer="sgd", lr=0.005, weight_decay=1e-4, scheduler="step", lr_milestones=[1])
+    model = make_model(
+        data, optimizer="sgd", lr=0.005, weight_decay=1e-4, scheduler="step", lr_milestones=[1]
+    )
     trainer = make_trainer(tmp_path, max_epochs=2, limit_val_batches=0)
     trainer.fit(model, data)
     optimizer = trainer.optimizers[0]
@@ -147,12 +152,16 @@ class StopAfterEpoch(Callback):
             trainer.should_stop = True
 
 
-def _fit(root, motion, *, callbacks=(), ckpt_path=None, epochs=3):
+def _fit(root, motion, *, callbacks=(), ckpt_path=None, epochs=2):
     seed_everything(0)
     data = make_data(motion, scale_range=(16, 24))  # random crops: augmentation must resume exactly too
     model = make_model(data, warmup_epochs=1, model_kwargs={**TINY, "drop_path": 0.2, "ff_dropout": 0.1})
-    checkpoint = RunCheckpoint(dirpath=str(root / "checkpoints"), filename="best", monitor="val/top1", mode="max", save_last=True)
-    trainer = make_trainer(root, max_epochs=epochs, enable_checkpointing=True, callbacks=[checkpoint, *callbacks])
+    checkpoint = RunCheckpoint(
+        dirpath=str(root / "checkpoints"), filename="best", monitor="val/top1", mode="max", save_last=True
+    )
+    trainer = make_trainer(
+        root, max_epochs=epochs, enable_checkpointing=True, callbacks=[checkpoint, *callbacks]
+    )
     trainer.fit(model, data, ckpt_path=ckpt_path)
     return model, trainer
 
@@ -163,7 +172,7 @@ def test_resumed_run_equals_uninterrupted_run(motion, tmp_path):
     last = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and last["global_step"] == 3  # the interruption happened after epoch 0
     resumed, trainer = _fit(tmp_path / "resumed", motion, ckpt_path="last")
-    assert trainer.global_step == 9
+    assert trainer.global_step == 6
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert os.path.getsize(tmp_path / "resumed" / "checkpoints" / "best.ckpt") > 0
@@ -189,9 +198,13 @@ def test_non_finite_loss_stops_training_without_a_nan_checkpoint(motion, tmp_pat
     data = make_data(motion)
     model = make_model(data)
     model.loss_fn = NaNAfter(3)
-    checkpoint = RunCheckpoint(dirpath=str(tmp_path), filename="step{step}", every_n_train_steps=1, save_top_k=-1, save_last=True)
+    checkpoint = RunCheckpoint(
+        dirpath=str(tmp_path), filename="step{step}", every_n_train_steps=1, save_top_k=-1, save_last=True
+    )
     trainer = make_trainer(tmp_path, max_epochs=5, enable_checkpointing=True, callbacks=[checkpoint])
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 0, batch 2 .*global step 2.*--model.lr"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"training loss is nan at epoch 0, batch 2 .*global step 2.*--model.lr"
+    ):
         trainer.fit(model, data)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step never reached the weights
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
@@ -203,7 +216,9 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path):
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, path)
-    with pytest.raises(NonFiniteWeightsError, match=r"refusing to write checkpoint .*last.ckpt.*model.head.weight"):
+    with pytest.raises(
+        NonFiniteWeightsError, match=r"refusing to write checkpoint .*last.ckpt.*model.head.weight"
+    ):
         io.save_checkpoint({"state_dict": {"model.head.weight": torch.tensor([1.0, float("nan")])}}, path)
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(2))
 
@@ -224,7 +239,9 @@ def test_failed_checkpoint_write_keeps_the_previous_one(motion, tmp_path, monkey
 
     monkeypatch.setattr(torch, "save", failing_save)
     checkpoint = RunCheckpoint(dirpath=str(tmp_path), filename="unused", save_top_k=0, save_last=True)
-    trainer = make_trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[checkpoint], limit_val_batches=0)
+    trainer = make_trainer(
+        tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[checkpoint], limit_val_batches=0
+    )
     with pytest.raises(OSError, match="No space left"):
         trainer.fit(model, data)
     monkeypatch.setattr(torch, "save", real_save)
@@ -237,7 +254,12 @@ def test_checkpoints_load_with_weights_only(motion, tmp_path):
     _, trainer = _fit(tmp_path, motion, epochs=1)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     extra = checkpoint["fast_timesformer"]
-    assert extra["class_names"] == ["left_blue_first", "left_red_first", "right_blue_first", "right_red_first"]
+    assert extra["class_names"] == [
+        "left_blue_first",
+        "left_red_first",
+        "right_blue_first",
+        "right_red_first",
+    ]
     assert extra["preprocessing"]["num_temporal_clips"] == 2 and extra["model_config"]["dim"] == 32
 
 
@@ -249,3 +271,22 @@ def test_datamodule_errors_are_helpful(motion):
         data.setup("test")
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         VideoClassifier(preset="nope")
+
+
+def test_unreadable_videos_are_skipped_counted_and_capped(motion, tmp_path):
+    listing = tmp_path / "train.txt"
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    good = [
+        f"{motion / 'train' / r.split(',')[0]} {r.split(',')[1]}"
+        for r in (motion / "train" / "manifest.csv").read_text().split()[1:]
+    ]
+    listing.write_text("\n".join([*good, f"{tmp_path / 'broken.mp4'} left_red_first"]) + "\n")
+    classes = str(motion / "classes.txt")
+    data = make_data(motion, train=str(listing), classes=classes, max_bad_fraction=0.2)
+    make_trainer(tmp_path, limit_val_batches=0).fit(make_model(data), data)
+    assert data.datasets["train"].tracker.num_bad == 1  # skipped and counted, training went on
+
+    strict = make_data(motion, train=str(listing), classes=classes, max_bad_fraction=0.0)
+    with pytest.raises(TooManyBadVideos, match="1 of 13 videos could not be decoded"):
+        make_trainer(tmp_path, limit_val_batches=0).fit(make_model(strict), strict)
+    assert "broken.mp4" in (tmp_path / "bad_videos_train.txt").read_text()
