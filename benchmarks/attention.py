@@ -21,6 +21,11 @@ before each measured call (see ``common.py``), so it is the call's extra memory 
 
     python benchmarks/attention.py            # 64 ... 16,384 tokens, about 3 minutes on 2 cores
     python benchmarks/attention.py --quick    # 64 ... 6,272 tokens, fewer repeats
+    python benchmarks/attention.py --short    # many short groups (divided attention's temporal step)
+
+``--short`` measures what decides ``regular``'s path for short sequences: 392 groups (an 8 x 224 clip's 196
+patch positions x batch 2) of T = 4 ... 64 tokens, the fused SDPA kernel against ``regular``'s ``attend``,
+which uses the explicit product for T <= ``SHORT_SEQUENCE`` in CPU inference.
 """
 
 from __future__ import annotations
@@ -77,6 +82,64 @@ def build_call(mechanism: str, tokens: int, seed: int = 0):
             return attend(q, k, v)
 
     return call
+
+
+SHORT_GROUPS, SHORT_LENGTHS = 392, (4, 8, 16, 32, 64)
+
+
+def build_short_call(contender: str, tokens: int, seed: int = 0):
+    """``sdpa`` (the fused kernel) or ``regular`` (its attend) on SHORT_GROUPS groups of ``tokens``."""
+    torch.manual_seed(seed)
+    qkv = torch.randn(SHORT_GROUPS, tokens, 3, HEADS, DIM_HEAD).permute(2, 0, 3, 1, 4)  # (3, G, H, T, d)
+    q, k, v = qkv.unbind(0)
+    module = build_attention("regular", HEADS * DIM_HEAD, heads=HEADS, dim_head=DIM_HEAD).eval()
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode():
+            if contender == "sdpa":
+                out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                return out.transpose(1, 2).reshape(SHORT_GROUPS, tokens, HEADS * DIM_HEAD)
+            return module.attend(q, k, v, None)
+
+    return call
+
+
+def short_main(args: Any) -> None:
+    """The ``--short`` table: fused SDPA vs ``regular`` on many short groups, interleaved, medians."""
+    from fast_timesformer.attention.regular import SHORT_SEQUENCE
+
+    rows = []
+    for tokens in SHORT_LENGTHS:
+        calls = {c: build_short_call(c, tokens) for c in ("sdpa", "regular")}
+        times, clean = common.interleaved_clean(
+            calls, warmup=args.warmup or 3, repeats=args.repeats or 25, max_seconds=args.max_seconds or 60
+        )
+        row = {"groups": SHORT_GROUPS, "tokens": tokens, "explicit": tokens <= SHORT_SEQUENCE}
+        for c in calls:
+            row[f"{c}_ms"] = common.summary(times[c])["median_s"] * 1e3
+            row[f"{c}_timing"] = common.summary(times[c])
+        row["speedup"] = row["sdpa_ms"] / row["regular_ms"]
+        row["clean"] = clean
+        rows.append(row)
+        print(f"T={tokens:3d}: sdpa {row['sdpa_ms']:.2f} ms  regular {row['regular_ms']:.2f} ms", flush=True)
+    columns = [
+        ("tokens per group", "tokens", "d"), ("regular uses", "path", ""), ("fused SDPA ms", "sdpa_ms", ".2f"),
+        ("regular ms", "regular_ms", ".2f"), ("x", "speedup", ".2f"),
+    ]  # fmt: skip
+    for row in rows:
+        row["path"] = "explicit" if row["explicit"] else "SDPA"
+    print()
+    print(common.format_table(rows, columns))
+    path = common.write_results(
+        common.results_name(args, "attention_short"),
+        {
+            "what": f"{SHORT_GROUPS} groups x 6 heads x T tokens x 64, float32, inference mode: "
+            "fused SDPA against regular attention's attend",
+            "short_sequence_threshold": SHORT_SEQUENCE,
+            "rows": rows,
+        },
+    )
+    print(f"wrote {path}")
 
 
 def repeats_for(seconds_per_call: float, quick: bool) -> int:
@@ -147,8 +210,11 @@ def plot(rows: list[dict[str, Any]], crossovers: dict[str, float | None], path: 
 
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="short groups: fused SDPA vs regular's attend")
     args = parser.parse_args()
     common.start(args)
+    if args.short:
+        return short_main(args)
     lengths = QUICK_LENGTHS if args.quick else FULL_LENGTHS
     name = common.results_name(args, "attention_quick" if args.quick else "attention")
     peak = common.matmul_peak_gflops(repeats=5 if args.quick else 9)
@@ -166,7 +232,7 @@ def main() -> None:
         times, clean = common.interleaved_clean(
             {**calls, "matmul_probe": probe}, warmup=warmup, repeats=repeats, max_seconds=budget
         )
-        run_peak = probe_flops / statistics.median(times["matmul_probe"]) / 1e9  # GFLOP/s in these rounds
+        run_peak = common.probe_gflops(times["matmul_probe"], probe_flops)  # best GFLOP/s in these rounds
         for m in mechanisms:
             stats = common.summary(times[m])
             flops = common.count_flops(calls[m])

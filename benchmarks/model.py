@@ -29,7 +29,6 @@ mode), extra resident memory of one call over the model + inputs (see ``common.p
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -214,7 +213,7 @@ def measure(cfg: Config, mode: str, args: Any, peak_gflops: float) -> list[dict[
         repeats=repeats,
         max_seconds=args.max_seconds or 6 * repeats * sum(first[c] for c in timed) + 30,
     )
-    run_peak = probe_flops / statistics.median(times.pop("matmul_probe")) / 1e9  # GFLOP/s in these rounds
+    run_peak = common.probe_gflops(times.pop("matmul_probe"), probe_flops)  # best GFLOP/s in these rounds
     times.update({c: [first[c]] for c in once})
     del calls
 

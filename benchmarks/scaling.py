@@ -130,7 +130,7 @@ def main() -> None:
                     repeats=repeats,
                     max_seconds=args.max_seconds or 6 * repeats * sum(first.values()) + 20,
                 )
-                run_peak = probe_flops / statistics.median(times["matmul_probe"]) / 1e9
+                run_peak = common.probe_gflops(times["matmul_probe"], probe_flops)
                 for m in MECHANISMS:
                     stats = common.summary(times[m])
                     flops = common.count_flops(calls[m])

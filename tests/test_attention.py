@@ -18,6 +18,7 @@ from fast_timesformer.attention import (
     orthogonal_random_features,
 )
 from fast_timesformer.attention.performer import linear_attention, softmax_kernel_features
+from fast_timesformer.attention.regular import SHORT_SEQUENCE
 from fast_timesformer.rotary import apply_rotary, rotary_cos_sin
 
 DIM, HEADS, DIM_HEAD = 32, 2, 16
@@ -36,11 +37,17 @@ def naive_softmax_attention(module: RegularAttention, x: torch.Tensor, mask=None
     return out @ module.proj.weight.double().T + module.proj.bias.double()
 
 
-def test_regular_matches_naive_float64_softmax():
+@pytest.mark.parametrize("grad", [True, False], ids=["autograd", "inference"])
+@pytest.mark.parametrize("tokens", [3, SHORT_SEQUENCE, SHORT_SEQUENCE + 1, 50])
+def test_regular_matches_naive_float64_softmax(tokens, grad):
+    # Short sequences in CPU inference take the explicit path, the rest the fused SDPA kernel: both exact.
     torch.manual_seed(0)
     module = RegularAttention(DIM, heads=HEADS, dim_head=DIM_HEAD).eval()
-    x = torch.randn(3, 17, DIM)
-    torch.testing.assert_close(module(x).double(), naive_softmax_attention(module, x), atol=1e-5, rtol=1e-5)
+    x = torch.randn(3, tokens, DIM)
+    with torch.set_grad_enabled(grad):
+        out = module(x)
+    assert out.requires_grad == grad
+    torch.testing.assert_close(out.double(), naive_softmax_attention(module, x), atol=1e-5, rtol=1e-5)
 
 
 def test_regular_mask_matches_naive_float64_softmax():

@@ -136,6 +136,18 @@ def test_every_mechanism_and_layout_runs_any_geometry(attention, attention_type)
     assert model.forward_features(torch.randn(1, 2, 3, 16, 40)).shape == (1, 32)
 
 
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
+def test_inference_fast_paths_match_the_autograd_forward(attention, attention_type):
+    # Without autograd the model takes in-place GELU and (for short sequences) explicit softmax paths.
+    model = randomize(tiny(attention=attention, attention_type=attention_type), std=0.1)
+    video = torch.randn(2, 4, 3, 32, 32)
+    with_grad = model(video)
+    assert with_grad.requires_grad
+    with torch.inference_mode():
+        torch.testing.assert_close(model(video), with_grad.detach(), atol=1e-5, rtol=1e-5)
+
+
 def test_space_only_averages_frames_like_the_official_model():
     model = randomize(tiny(attention_type="space_only"))
     video = torch.randn(1, 4, 3, 32, 32)
