@@ -194,8 +194,9 @@ def classify_videos(
         dataset = VideoDataset(
             [VideoRecord(path=path, label=0, video_id=path)], [str(i) for i in range(model.num_classes)],
             num_frames=int(prep["num_frames"]), sampling=sampling, sampling_rate=int(prep.get("sampling_rate") or 1),
-            mode="test", crop_size=int(prep["crop_size"]), num_temporal_clips=clips, num_spatial_crops=crops,
-            mean=tuple(prep["mean"]), std=tuple(prep["std"]), max_bad_fraction=1.0,
+            mode="test", crop_size=int(prep["crop_size"]), short_side=prep.get("short_side"),
+            num_temporal_clips=clips, num_spatial_crops=crops, mean=tuple(prep["mean"]), std=tuple(prep["std"]),
+            out_of_range=prep.get("out_of_range", "loop"), max_bad_fraction=1.0,
         )  # fmt: skip
         logits, problem = [], None
         for start in range(0, len(dataset), batch_size):

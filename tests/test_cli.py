@@ -122,6 +122,26 @@ def test_export_then_classify(trained, motion, tmp_path, capsys):
     assert len(probabilities) == 4 and sum(probabilities) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_classify_gives_the_test_predictions_for_a_one_crop_protocol(motion, tmp_path, capsys):
+    # One centre crop after resizing the short side to scale_range[0]: classify must use the stored short
+    # side (it once fell back to 256 px and zoomed into a 16 px video), so it agrees with `test` exactly.
+    one_crop = {"scale_range": [20, 24], "test_num_temporal_clips": 1, "test_num_spatial_crops": 1}
+    config = write_config(tmp_path / "config.yaml", motion, tmp_path / "run", data=one_crop)
+    assert main(["fit", "--config", str(config)]) == 0
+    checkpoint = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert main(["test", "--config", str(config), "--ckpt_path", checkpoint]) == 0
+    expected = {row["video"]: row for row in read_csv(tmp_path / "run" / "test" / "predictions.csv")}
+    weights = tmp_path / "weights"
+    assert main(["export", checkpoint, str(weights)]) == 0
+    assert json.loads((weights / "config.json").read_text())["preprocessing"]["short_side"] == 20
+    capsys.readouterr()
+    assert main(["classify", *expected, "--weights", str(weights), "--json"]) == 0
+    for result in json.loads(capsys.readouterr().out)["results"]:
+        top = result["predictions"][0]
+        assert top["label"] == expected[result["video"]]["prediction"]
+        assert top["probability"] == pytest.approx(float(expected[result["video"]]["probability"]), abs=1e-5)
+
+
 def test_classify_a_corrupt_file_fails_naming_it(trained, motion, tmp_path, capsys):
     _, run = trained
     weights = tmp_path / "weights"
