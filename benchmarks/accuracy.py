@@ -34,21 +34,10 @@ MECHANISMS = ("regular", "performer", "fastformer")
 
 
 def make_data(root: Path, recipe: Any, seed: int):
-    """The demo's motion dataset and datamodule (same arguments as ``fast_timesformer.demo.run_demo``)."""
-    from fast_timesformer.data.synthetic import generate_motion_dataset
-    from fast_timesformer.training import VideoDataModule
+    """The demo's motion dataset and datamodule, set up for fitting."""
+    from fast_timesformer.demo import make_data as demo_data
 
-    generate_motion_dataset(
-        root, num_videos={"train": recipe.num_train, "val": recipe.num_val}, num_frames=recipe.num_frames,
-        size=recipe.size, hold=1, speed=recipe.speed, seed=seed,
-    )  # fmt: skip
-    datamodule = VideoDataModule(
-        train=str(root / "train" / "manifest.csv"), val=str(root / "val" / "manifest.csv"),
-        test=str(root / "val" / "manifest.csv"), num_frames=recipe.num_frames, sampling_rate=1,
-        crop_size=recipe.size, scale_range=(recipe.size, recipe.size), flip=False, val_num_temporal_clips=1,
-        val_num_spatial_crops=1, test_num_temporal_clips=1, test_num_spatial_crops=1,
-        batch_size=recipe.batch_size, eval_batch_size=64, num_workers=0, cache_frames=True, seed=seed,
-    )  # fmt: skip
+    datamodule = demo_data(root, recipe, seed)
     datamodule.setup("fit")
     return datamodule
 

@@ -231,3 +231,35 @@ def test_ddp_on_two_cpu_processes_matches_one_process(trained, tmp_path):
         )
     for key in ("test/top1", "test/mean_class_accuracy"):
         assert results["single_metrics"][key] == pytest.approx(results["ddp_metrics"][key])
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
+def test_shipped_configs_parse(config, capsys):
+    assert main(["fit", "--config", str(config), "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["preset"] and printed["data"]["num_frames"] >= 1
+
+
+def test_demo_config_is_the_demo_recipe_and_trains(motion, tmp_path):
+    from dataclasses import asdict
+
+    from fast_timesformer.demo import DemoRecipe
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())
+    recipe = asdict(DemoRecipe())
+    model, data = config["model"], config["data"]
+    assert model["model_kwargs"] == recipe["model_kwargs"] and model["preset"] == recipe["preset"]
+    for key in ("lr", "weight_decay", "warmup_epochs"):
+        assert model[key] == recipe[key], key
+    assert config["trainer"]["max_epochs"] == recipe["epochs"] and data["batch_size"] == recipe["batch_size"]
+    assert data["num_frames"] == recipe["num_frames"] and data["crop_size"] == recipe["size"]
+    assert main([
+        "fit", "--config", str(CONFIGS[[p.stem for p in CONFIGS].index("demo")]),
+        "--data.train", str(motion / "train" / "manifest.csv"), "--data.val", str(motion / "val" / "manifest.csv"),
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1",
+        "--trainer.enable_progress_bar", "false",
+    ]) == 0  # fmt: skip
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
