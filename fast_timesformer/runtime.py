@@ -8,7 +8,11 @@ allocate N x N attention scores) -- ``python benchmarks/model.py --groups small`
 has the numbers. Raising both thresholds keeps the memory in the process, where the next pass reuses it.
 
 This is what PyTorch's own CPU tuning guide gets from preloading jemalloc or tcmalloc, without a preload.
-The cost: the process's resident memory stays at its peak instead of shrinking between passes.
+The cost: the process's resident memory stays at its peak instead of shrinking between passes. It does not
+grow without bound: the first passes may leave a few freed blocks that torch's aligned allocations cannot
+reuse (glibc 2.36's ``posix_memalign`` pads each request), then the heap settles. The base model on 8x224
+clips, 21 passes: peak RSS 812 MiB from the first pass on and no page faults after it, against 819 MiB and
+about 10,000 faults per pass with the default allocator.
 
 The ``fast-timesformer`` command applies it at start-up; call :func:`tune_allocator` yourself in scripts.
 Set ``FAST_TIMESFORMER_ALLOCATOR=default`` to leave the allocator alone.
