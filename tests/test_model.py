@@ -148,6 +148,29 @@ def test_inference_fast_paths_match_the_autograd_forward(attention, attention_ty
         torch.testing.assert_close(model(video), with_grad.detach(), atol=1e-5, rtol=1e-5)
 
 
+def test_fused_temporal_projection_matches_the_two_layers_with_gradients():
+    # temporal_fc(proj(h)) is computed as one composed linear map where nothing random stands between them.
+    model = randomize(tiny(), std=0.1).train()
+    video = torch.randn(2, 4, 3, 32, 32)
+    assert all(block._fuse_temporal_fc() for block in model.blocks)
+    results = []
+    for fused in (True, False):
+        for block in model.blocks:
+            block.fuse_temporal_fc = fused
+        model.zero_grad()
+        logits = model(video)
+        logits.square().sum().backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (fused_logits, fused_grads), (plain_logits, plain_grads) = results
+    torch.testing.assert_close(fused_logits, plain_logits, atol=1e-5, rtol=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    # With drop path in training the official order (drop path, then temporal_fc) is kept.
+    dropping = tiny(drop_path=0.2).train()
+    assert [block._fuse_temporal_fc() for block in dropping.blocks] == [True, False]  # block 0: rate 0
+    assert all(block._fuse_temporal_fc() for block in dropping.eval().blocks)
+
+
 def test_space_only_averages_frames_like_the_official_model():
     model = randomize(tiny(attention_type="space_only"))
     video = torch.randn(1, 4, 3, 32, 32)

@@ -79,9 +79,18 @@ class Attention(nn.Module):
             mask: optional bool (B, N), True for real tokens; False tokens are never attended to.
             rope: optional (cos, sin), each broadcastable to (B, heads, N, dim_head), applied to q and k.
         """
+        return self.proj_drop(self.proj(self.mix(x, mask=mask, rope=rope)))
+
+    def mix(
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Everything before the output projection: tokens (B, N, dim) -> merged heads (B, N, heads*dim_head)."""
         q, k, v = self.split_heads(x, rope)
-        out = self.attend(q, k, v, mask)  # (B, N, H*d)
-        return self.proj_drop(self.proj(out))
+        return self.attend(q, k, v, mask)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
