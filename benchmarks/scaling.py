@@ -20,6 +20,7 @@ faster than ``regular`` (log-log interpolation between measured points).
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -69,6 +70,7 @@ def plot(rows: list[dict[str, Any]], crossovers: dict[str, Any], path: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sweeps = sorted({r["sweep"] for r in rows}, reverse=True)
     fig, axes = plt.subplots(2, 2 * len(sweeps), figsize=(6 * len(sweeps) * 2 / 1.6, 8), squeeze=False)
@@ -90,6 +92,7 @@ def plot(rows: list[dict[str, Any]], crossovers: dict[str, Any], path: Path) -> 
         for ax, label in ((ax_time, "ms per clip (median)"), (ax_mem, "peak extra memory (MiB)")):
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
             ax.set_xlabel("tokens (1 + T x N)")
             ax.set_ylabel(label)
             ax.grid(True, which="both", alpha=0.3)
@@ -109,10 +112,16 @@ def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--sweeps", nargs="*", default=list(SWEEPS), choices=list(SWEEPS))
     parser.add_argument("--layouts", nargs="*", default=list(LAYOUTS), choices=list(LAYOUTS))
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the results JSON only")
     args = parser.parse_args()
+    name = common.results_name(args, "scaling_quick" if args.quick else "scaling")
+    if args.replot:
+        saved = json.loads((common.RESULTS / f"{name}.json").read_text())
+        plot(saved["rows"], saved["crossover_tokens"], common.RESULTS / f"{name}.png")
+        print(f"redrew {common.RESULTS / f'{name}.png'} from {name}.json")
+        return
     common.start(args)
     sweeps = {k: v for k, v in (QUICK_SWEEPS if args.quick else SWEEPS).items() if k in args.sweeps}
-    name = common.results_name(args, "scaling_quick" if args.quick else "scaling")
 
     rows: list[dict[str, Any]] = []
     for sweep, points in sweeps.items():

@@ -97,7 +97,7 @@ def choose_threads(threads: int | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_lightning() -> Iterator[None]:
     """Keep the demo's output to its own progress bars and lines; restores the logging levels afterwards."""
     import lightning.pytorch  # noqa: F401 -- sets its loggers to INFO on import: import first, then quieten
 
@@ -210,7 +210,7 @@ def run_demo(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     threads = choose_threads(threads)
-    with _quiet():
+    with quiet_lightning():
         return _run(out, seed, recipe, control, threads, start)
 
 
@@ -362,4 +362,12 @@ def main_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
     )
 
 
-__all__ = ["DemoRecipe", "add_arguments", "choose_threads", "main_from_args", "make_data", "run_demo"]
+__all__ = [
+    "DemoRecipe",
+    "add_arguments",
+    "choose_threads",
+    "main_from_args",
+    "make_data",
+    "quiet_lightning",
+    "run_demo",
+]

@@ -1,5 +1,5 @@
 """``fast-timesformer demo`` end to end, shrunk to seconds (the real recipe's accuracy and time are measured
-by running it, see benchmarks/DEMO_SECTION.md, not asserted here)."""
+by running it, see BENCHMARKS.md "The demo" and benchmarks/demo.py, not asserted here)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,99 @@
+"""The demo's acceptance, measured: ``fast-timesformer demo`` run end to end for several seeds (issue 5).
+
+Each seed runs the real command in a fresh process (``fast-timesformer demo --seed S --output TMP``), exactly
+as a user types it after installing, so the time includes Python and library start-up. Reported per seed:
+video-level validation top-1 of the divided space-time model, top-1 of the space-only control, wall time
+of the whole command, and the time the demo reports itself (from its first line of work to its summary).
+The demo's targets: val top-1 >= 0.95, the control near chance (0.25), at most 180 s on 2 CPU cores.
+
+    python benchmarks/demo.py                 # seeds 0-4 (about 11 minutes on 2 cores)
+    python benchmarks/demo.py --seeds 0       # one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+TARGETS = {"val_top1_min": 0.95, "seconds_max": 180.0, "control_max": 0.40}
+
+
+def run_one(seed: int, output: Path) -> dict:
+    """One ``fast-timesformer demo`` process; returns its summary plus the command's wall time."""
+    command = [sys.executable, "-m", "fast_timesformer", "demo", "--seed", str(seed), "--output", str(output)]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"seed {seed}: the demo failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    summary = json.loads((output / "summary.json").read_text())
+    return {
+        "seed": seed, "val_top1": summary["val_top1"], "space_only_top1": summary["space_only_top1"],
+        "chance": summary["chance"], "wall_seconds": wall, "demo_seconds": summary["seconds"],
+        "threads": summary["threads"], "classified_correctly": summary["classified"]["label"]
+        == summary["classified"]["true_label"], "summary": summary,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", default="demo", help="results name (benchmarks/results/NAME.json)")
+    args = parser.parse_args()
+    common.setup()  # notes the load average at the start, for the machine record
+    busy = common.busy_fraction()
+    rows = []
+    for seed in args.seeds:
+        folder = Path(tempfile.mkdtemp(prefix=f"demo-seed{seed}-"))
+        try:
+            row = run_one(seed, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        rows.append(row)
+        print(
+            f"seed {seed}: val top-1 {100 * row['val_top1']:.1f}%  space-only {100 * row['space_only_top1']:.1f}%  "
+            f"{row['wall_seconds']:.0f} s wall",
+            flush=True,
+        )
+    columns = [
+        ("seed", "seed", "d"), ("val top-1", "val_top1", ".1%"), ("space-only control", "space_only_top1", ".1%"),
+        ("wall s (whole command)", "wall_seconds", ".0f"), ("demo's own s", "demo_seconds", ".0f"),
+        ("threads", "threads", "d"),
+    ]  # fmt: skip
+    print()
+    print(common.format_table(rows, columns))
+    met = {
+        "val_top1": all(r["val_top1"] >= TARGETS["val_top1_min"] for r in rows),
+        "control_near_chance": all(r["space_only_top1"] <= TARGETS["control_max"] for r in rows),
+        "time": all(r["wall_seconds"] <= TARGETS["seconds_max"] for r in rows),
+    }
+    print(
+        f"\nval top-1 {min(r['val_top1'] for r in rows):.3f}-{max(r['val_top1'] for r in rows):.3f}, "
+        f"control {min(r['space_only_top1'] for r in rows):.3f}-{max(r['space_only_top1'] for r in rows):.3f}, "
+        f"wall {statistics.median(r['wall_seconds'] for r in rows):.0f} s median; targets met: {met}"
+    )
+    path = common.write_results(
+        args.out,
+        {
+            "what": "fast-timesformer demo, end to end in a fresh process per seed",
+            "cpu_busy_fraction_before_start": busy,
+            "targets": TARGETS,
+            "met": met,
+            "rows": rows,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
