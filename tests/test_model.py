@@ -137,6 +137,23 @@ def test_every_mechanism_and_layout_runs_any_geometry(attention, attention_type)
 
 
 @pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+def test_meta_device_forward_counts_the_same_flops_as_the_cpu(attention):
+    # Benchmarks count FLOPs on a meta-device copy (shapes only); every mechanism must run there. The count
+    # matches the CPU's, except that torch 2.13's counter has no formula for the CPU flash-attention kernel
+    # SDPA dispatches to, so on the CPU exact attention over > 16 tokens goes uncounted: meta counts more.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for device in ("cpu", "meta"):
+        model = tiny(attention=attention).eval().to(device)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            assert model(torch.randn(2, 4, 3, 32, 32, device=device)).shape == (2, 5)
+        counts.append(counter.get_total_flops())
+    cpu, meta = counts
+    assert meta == cpu > 0 if attention != "regular" else meta > cpu > 0
+
+
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
 @pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
 def test_inference_fast_paths_match_the_autograd_forward(attention, attention_type):
     # Without autograd the model takes in-place GELU and (for short sequences) explicit softmax paths.

@@ -21,6 +21,7 @@ What this implementation does differently from performer-pytorch (see the refere
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -281,7 +282,13 @@ class PerformerAttention(Attention):
             if int(self.calls_since_redraw) >= self.redraw_interval:
                 self.redraw_features()
         out_dtype = v.dtype
-        with torch.autocast(device_type=q.device.type, enabled=False):
+        device = q.device.type  # no autocast to turn off on devices without one (meta: FLOP counting)
+        full_precision = (
+            torch.autocast(device_type=device, enabled=False)
+            if torch.amp.is_autocast_available(device)
+            else contextlib.nullcontext()
+        )
+        with full_precision:
             q, k, v = q.float(), k.float(), v.float()
             projection = self.projection_matrix.float()
             if self.kernel == "softmax" and mask is None and not _short(q.shape[-2], *projection.shape):
