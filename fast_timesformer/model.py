@@ -109,8 +109,13 @@ class Block(nn.Module):
     fuse_temporal_fc = True
 
     def _fuse_temporal_fc(self) -> bool:
-        """True where nothing random stands between temporal_attn.proj and temporal_fc."""
+        """True where nothing random stands between temporal_attn.proj and temporal_fc, and no hook waits to
+        see those layers called (forward hooks on ``temporal_attn``, for attention maps or features, keep firing)."""
         if not self.fuse_temporal_fc:
+            return False
+        hooked = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+        layers = (self.temporal_attn, self.temporal_attn.proj, self.temporal_fc)
+        if any(getattr(layer, name, None) for layer in layers for name in hooked):
             return False
         return not self.training or (self.drop_path.drop_prob == 0 and self.temporal_attn.proj_drop.p == 0)
 

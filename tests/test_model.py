@@ -186,6 +186,18 @@ def test_fused_temporal_projection_matches_the_two_layers_with_gradients():
     dropping = tiny(drop_path=0.2).train()
     assert [block._fuse_temporal_fc() for block in dropping.blocks] == [True, False]  # block 0: rate 0
     assert all(block._fuse_temporal_fc() for block in dropping.eval().blocks)
+    # A forward hook on the temporal attention still sees every call, with the unfused layers' values.
+    model.eval()
+    for block in model.blocks:
+        block.fuse_temporal_fc = True
+    seen = []
+    handle = model.blocks[0].temporal_attn.register_forward_hook(lambda module, args, out: seen.append(out))
+    assert not model.blocks[0]._fuse_temporal_fc() and model.blocks[1]._fuse_temporal_fc()
+    with torch.no_grad():
+        torch.testing.assert_close(model(video), plain_logits, atol=1e-5, rtol=1e-5)
+    handle.remove()
+    assert len(seen) == 1 and seen[0].shape == (2 * 16, 4, 32)  # (B * patches, T, dim)
+    assert model.blocks[0]._fuse_temporal_fc()
 
 
 def test_space_only_averages_frames_like_the_official_model():
