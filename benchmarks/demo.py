@@ -6,7 +6,7 @@ video-level validation top-1 of the divided space-time model, top-1 of the space
 of the whole command, and the time the demo reports itself (from its first line of work to its summary).
 The demo's targets: val top-1 >= 0.95, the control near chance (0.25), at most 180 s on 2 CPU cores.
 
-    python benchmarks/demo.py                 # seeds 0-4 (about 11 minutes on 2 cores)
+    python benchmarks/demo.py                 # seeds 0-4 (7-11 minutes on 2 cores)
     python benchmarks/demo.py --seeds 0       # one run
 """
 

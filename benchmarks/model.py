@@ -22,7 +22,7 @@ during the run does not bend the efficiency number (the start-up peak is reporte
 mode), extra resident memory of one call over the model + inputs (see ``common.py``).
 
     python benchmarks/model.py --quick                 # small config only, ~3 minutes on 2 cores
-    python benchmarks/model.py                         # every group (~25 minutes; HF joint 64x224 is 33 s/call)
+    python benchmarks/model.py                         # every group (~40 minutes; HF joint 64x224 is 37 s/call)
     python benchmarks/model.py --groups frames joint-long
 """
 

@@ -14,7 +14,7 @@ extra resident memory of one call (one spawn process per mechanism and curve, hi
 each call; see ``common.py``), and the crossover is the token count above which a linear mechanism stays
 faster than ``regular`` (log-log interpolation between measured points).
 
-    python benchmarks/scaling.py            # both sweeps, both layouts (~10 minutes on 2 cores)
+    python benchmarks/scaling.py            # both sweeps, both layouts (~13 minutes on 2 cores)
     python benchmarks/scaling.py --quick    # fewer points, fewer repeats
 """
 
