@@ -108,10 +108,15 @@ class Block(nn.Module):
     #: Compose temporal_fc with the temporal attention's output projection where that is exact (below).
     fuse_temporal_fc = True
 
-    def _fuse_temporal_fc(self) -> bool:
-        """True where nothing random stands between temporal_attn.proj and temporal_fc, and no hook waits to
-        see those layers called (forward hooks on ``temporal_attn``, for attention maps or features, keep firing)."""
-        if not self.fuse_temporal_fc:
+    def _fuse_temporal_fc(self, rows: int) -> bool:
+        """True where composing temporal_attn.proj with temporal_fc is exact and cheaper for ``rows`` tokens.
+
+        Exact: nothing random stands between the two layers. Cheaper: composing the weights costs as much as
+        applying one of them to ``proj.in_features`` tokens, so it pays from that many rows on. And no hook
+        waits to see those layers called (forward hooks on ``temporal_attn``, for attention maps or
+        features, keep firing).
+        """
+        if not self.fuse_temporal_fc or rows <= self.temporal_attn.proj.in_features:
             return False
         hooked = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
         layers = (self.temporal_attn, self.temporal_attn.proj, self.temporal_fc)
@@ -130,7 +135,7 @@ class Block(nn.Module):
         time_mask = None if mask is None else mask.repeat_interleave(n, dim=0)  # (B*N, T)
         xt = self.temporal_norm1(patches.reshape(b * n, frames, dim))  # (B*N, T, D): a view of (n t) order
         attn = self.temporal_attn
-        if self._fuse_temporal_fc():
+        if self._fuse_temporal_fc(b * n * frames):
             # temporal_fc(proj(h)) = (W_fc W_proj) h + (W_fc b_proj + b_fc): one linear map when nothing stands
             # between the two layers. Composing the (D, D) weights first saves a D x D matmul over all B*N*T
             # tokens in the forward pass and two in the backward pass (base model, 8 x 224, 2 CPU threads,

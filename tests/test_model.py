@@ -169,7 +169,10 @@ def test_fused_temporal_projection_matches_the_two_layers_with_gradients():
     # temporal_fc(proj(h)) is computed as one composed linear map where nothing random stands between them.
     model = randomize(tiny(), std=0.1).train()
     video = torch.randn(2, 4, 3, 32, 32)
-    assert all(block._fuse_temporal_fc() for block in model.blocks)
+    rows = 2 * 16 * 4  # tokens of the temporal step: batch x patches x frames
+    assert all(block._fuse_temporal_fc(rows) for block in model.blocks)
+    # Fewer tokens than the projection's width: composing the weights would cost more than it saves.
+    assert not model.blocks[0]._fuse_temporal_fc(model.blocks[0].temporal_attn.proj.in_features)
     results = []
     for fused in (True, False):
         for block in model.blocks:
@@ -184,20 +187,20 @@ def test_fused_temporal_projection_matches_the_two_layers_with_gradients():
         torch.testing.assert_close(fused_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
     # With drop path in training the official order (drop path, then temporal_fc) is kept.
     dropping = tiny(drop_path=0.2).train()
-    assert [block._fuse_temporal_fc() for block in dropping.blocks] == [True, False]  # block 0: rate 0
-    assert all(block._fuse_temporal_fc() for block in dropping.eval().blocks)
+    assert [block._fuse_temporal_fc(rows) for block in dropping.blocks] == [True, False]  # block 0: rate 0
+    assert all(block._fuse_temporal_fc(rows) for block in dropping.eval().blocks)
     # A forward hook on the temporal attention still sees every call, with the unfused layers' values.
     model.eval()
     for block in model.blocks:
         block.fuse_temporal_fc = True
     seen = []
     handle = model.blocks[0].temporal_attn.register_forward_hook(lambda module, args, out: seen.append(out))
-    assert not model.blocks[0]._fuse_temporal_fc() and model.blocks[1]._fuse_temporal_fc()
+    assert not model.blocks[0]._fuse_temporal_fc(rows) and model.blocks[1]._fuse_temporal_fc(rows)
     with torch.no_grad():
         torch.testing.assert_close(model(video), plain_logits, atol=1e-5, rtol=1e-5)
     handle.remove()
     assert len(seen) == 1 and seen[0].shape == (2 * 16, 4, 32)  # (B * patches, T, dim)
-    assert model.blocks[0]._fuse_temporal_fc()
+    assert model.blocks[0]._fuse_temporal_fc(rows)
 
 
 def test_space_only_averages_frames_like_the_official_model():
