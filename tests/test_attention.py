@@ -50,6 +50,18 @@ def test_regular_matches_naive_float64_softmax(tokens, grad):
     torch.testing.assert_close(out.double(), naive_softmax_attention(module, x), atol=1e-5, rtol=1e-5)
 
 
+def test_regular_short_sequences_keep_attention_dropout_in_training_without_autograd():
+    torch.manual_seed(0)
+    module = RegularAttention(DIM, heads=HEADS, dim_head=DIM_HEAD, attn_dropout=0.5).train()
+    x = torch.randn(3, 4, DIM)
+    with torch.no_grad():
+        first, second = module(x), module(x)
+    assert not torch.allclose(first, second)  # dropout drew two masks
+    torch.testing.assert_close(
+        module.eval()(x).double(), naive_softmax_attention(module, x), atol=1e-5, rtol=1e-5
+    )
+
+
 def test_regular_mask_matches_naive_float64_softmax():
     torch.manual_seed(1)
     module = RegularAttention(DIM, heads=HEADS, dim_head=DIM_HEAD).eval()

@@ -165,6 +165,20 @@ def test_inference_fast_paths_match_the_autograd_forward(attention, attention_ty
         torch.testing.assert_close(model(video), with_grad.detach(), atol=1e-5, rtol=1e-5)
 
 
+def test_hooks_on_the_mlp_activation_fire_in_inference():
+    # In-place GELU is an inference fast path; a hook registered on the activation keeps the module call.
+    model = randomize(tiny(), std=0.1).eval()
+    video = torch.randn(1, 4, 3, 32, 32)
+    seen = []
+    handle = model.blocks[0].mlp.act.register_forward_hook(lambda module, args, out: seen.append(out))
+    with torch.inference_mode():
+        hooked = model(video)
+    handle.remove()
+    with torch.inference_mode():
+        torch.testing.assert_close(model(video), hooked)
+    assert len(seen) == 1 and seen[0].shape[-1] == 4 * 32
+
+
 def test_fused_temporal_projection_matches_the_two_layers_with_gradients():
     # temporal_fc(proj(h)) is computed as one composed linear map where nothing random stands between them.
     model = randomize(tiny(), std=0.1).train()
