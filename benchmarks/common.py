@@ -207,6 +207,15 @@ def _jiffies() -> tuple[int, int]:
 _TICK = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing: not Unix)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def timed_call(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, float]:
     """(wall seconds of one call, CPU seconds that *other* processes used meanwhile)."""
     busy0, own0 = _jiffies()
@@ -240,11 +249,14 @@ def interleaved_clean(
         for _ in range(warmup):
             fns[name]()
     samples: dict[str, list[tuple[float, bool]]] = {name: [] for name in names}
+    faults: dict[str, list[int]] = {name: [] for name in names}  # minor page faults of each call
     start, rounds = time.monotonic(), 0
     while True:
         order = names[rounds % len(names) :] + names[: rounds % len(names)]
         for name in order:
+            faults_before = _minor_faults()
             seconds, others = timed_call(fns[name], device)
+            faults[name].append(_minor_faults() - faults_before)
             samples[name].append((seconds, others <= 2 * _TICK + 0.05 * seconds))
         rounds += 1
         clean = {name: sum(ok for _, ok in samples[name]) for name in names}
@@ -257,6 +269,8 @@ def interleaved_clean(
         "clean_calls": clean,
         "used": "clean calls" if enough else "all calls (disturbed: too few clean ones)",
         "disturbed": not enough,
+        # Fresh pages the kernel had to fault in (and zero) per call, median: allocator behaviour, not compute.
+        "page_faults_per_call": {name: int(statistics.median(faults[name])) for name in names},
     }
     return times, info
 

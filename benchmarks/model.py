@@ -86,7 +86,10 @@ def groups(quick: bool) -> dict[str, list[Config]]:
         ]
     return {
         "small": small,
-        "bf16": [Config("divided", 8, 224, 2, ("ours-bf16:regular", "ours:regular", "hf"))],
+        "bf16": [
+            Config(layout, 8, 224, 2, ("ours-bf16:regular", "ours:regular", "hf"))
+            for layout in ("divided", "joint")
+        ],
         "frames": [Config("divided", t, 224, 1, OURS + ("hf", "lucidrains")) for t in (8, 16, 32, 64)]
         + [Config("joint", t, 224, 1, OURS + ("hf",)) for t in (8, 16, 32)],
         "joint-long": [Config("joint", 64, 224, 1, OURS + ("hf",), memory=True)],
@@ -265,6 +268,8 @@ def measure(cfg: Config, mode: str, args: Any, peak_gflops: float) -> list[dict[
         f"{cfg.name} {mode} (warm-up {warmup + 1}, x{repeats}, matmul {run_peak:.0f} GFLOP/s{flag}): {summary}",
         flush=True,
     )
+    faults = clean.get("page_faults_per_call", {})
+    print("  page faults per call: " + "  ".join(f"{name} {count:,}" for name, count in faults.items()))
     return rows
 
 
