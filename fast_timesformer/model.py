@@ -37,7 +37,7 @@ from fast_timesformer.attention import (
     check_attention_kwargs,
     check_attention_name,
 )
-from fast_timesformer.layers import DropPath, Mlp, PatchEmbed
+from fast_timesformer.layers import DropPath, Mlp, PatchEmbed, has_hooks
 from fast_timesformer.rotary import rotary_cos_sin
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
@@ -118,9 +118,7 @@ class Block(nn.Module):
         """
         if not self.fuse_temporal_fc or rows <= self.temporal_attn.proj.in_features:
             return False
-        hooked = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-        layers = (self.temporal_attn, self.temporal_attn.proj, self.temporal_fc)
-        if any(getattr(layer, name, None) for layer in layers for name in hooked):
+        if has_hooks(self.temporal_attn, self.temporal_attn.proj, self.temporal_fc):
             return False
         return not self.training or (self.drop_path.drop_prob == 0 and self.temporal_attn.proj_drop.p == 0)
 
