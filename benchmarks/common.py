@@ -207,7 +207,7 @@ def _jiffies() -> tuple[int, int]:
 _TICK = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
-def _minor_faults() -> int:
+def minor_faults() -> int:
     """Minor page faults of this process so far (0 where ``resource`` is missing: not Unix)."""
     try:
         import resource
@@ -254,9 +254,9 @@ def interleaved_clean(
     while True:
         order = names[rounds % len(names) :] + names[: rounds % len(names)]
         for name in order:
-            faults_before = _minor_faults()
+            faults_before = minor_faults()
             seconds, others = timed_call(fns[name], device)
-            faults[name].append(_minor_faults() - faults_before)
+            faults[name].append(minor_faults() - faults_before)
             samples[name].append((seconds, others <= 2 * _TICK + 0.05 * seconds))
         rounds += 1
         clean = {name: sum(ok for _, ok in samples[name]) for name in names}
@@ -380,7 +380,8 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _hwm_bytes() -> int:
+def hwm_bytes() -> int:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss, not carried over an exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
@@ -409,7 +410,7 @@ def measure_peak_memory_here(build: Callable[[], Callable[[], Any]]) -> dict[str
     maxrss_before = _maxrss_bytes()
     fn()
     if exact:
-        peak = _hwm_bytes()
+        peak = hwm_bytes()
         method = "VmHWM after reset (/proc/self/clear_refs=5) minus RSS before the call"
     else:
         peak = max(_maxrss_bytes(), before)

@@ -136,9 +136,9 @@ class Block(nn.Module):
         if self._fuse_temporal_fc(b * n * frames):
             # temporal_fc(proj(h)) = (W_fc W_proj) h + (W_fc b_proj + b_fc): one linear map when nothing stands
             # between the two layers. Composing the (D, D) weights first saves a D x D matmul over all B*N*T
-            # tokens in the forward pass and two in the backward pass (base model, 8 x 224, 2 CPU threads,
-            # interleaved: inference 4% and training step 5% faster); parameters and gradients are the official
-            # ones.
+            # tokens in the forward pass and two in the backward pass (small config, 8 x 224, batch 2, 2 CPU
+            # threads: inference 5% and training step 8% faster, ``python benchmarks/fast_paths.py``);
+            # parameters and gradients are the official ones.
             weight = self.temporal_fc.weight @ attn.proj.weight  # (D, H*d)
             bias = F.linear(attn.proj.bias, self.temporal_fc.weight, self.temporal_fc.bias)
             rt = F.linear(attn.mix(xt, mask=time_mask, rope=ropes.get("time")), weight, bias)

@@ -11,8 +11,8 @@ This is what PyTorch's own CPU tuning guide gets from preloading jemalloc or tcm
 The cost: the process's resident memory stays at its peak instead of shrinking between passes. It does not
 grow without bound: the first passes may leave a few freed blocks that torch's aligned allocations cannot
 reuse (glibc 2.36's ``posix_memalign`` pads each request), then the heap settles. The base model on 8x224
-clips, 21 passes: peak RSS 812 MiB from the first pass on and no page faults after it, against 819 MiB and
-about 10,000 faults per pass with the default allocator.
+clips, 21 passes: peak RSS 834 MiB from the first pass on and no page faults after it, against 807-821 MiB
+and about 40,000 faults per pass with the default allocator (``python benchmarks/fast_paths.py``).
 
 The ``fast-timesformer`` command applies it at start-up; call :func:`tune_allocator` yourself in scripts.
 Set ``FAST_TIMESFORMER_ALLOCATOR=default`` to leave the allocator alone.
