@@ -1,6 +1,6 @@
 """Accuracy beside speed: the demo task's validation accuracy for each attention mechanism (issue 6, item 4).
 
-The demo's data and recipe (``fast_timesformer.demo.DemoRecipe``: videos, frames, size, model width and depth,
+The demo's data and recipe (``fast_timesformer.training.demo.DemoRecipe``: videos, frames, size, model width and depth,
 epochs, batch size, learning rate, warm-up, weight decay, seed) trained once per mechanism, changing only
 ``attention``: ``regular`` (exact softmax), ``performer`` (FAVOR+, default feature count) and ``fastformer``.
 One forced difference: the recipe uses rotary positions, which rotate queries against keys; Fastformer has no
@@ -40,7 +40,7 @@ RUNS = (("regular", "rotary"), ("performer", "rotary"), ("fastformer", "learned"
 
 def make_data(root: Path, recipe: Any, seed: int):
     """The demo's motion dataset and datamodule, set up for fitting."""
-    from fast_timesformer.demo import make_data as demo_data
+    from fast_timesformer.training.demo import make_data as demo_data
 
     datamodule = demo_data(root, recipe, seed)
     datamodule.setup("fit")
@@ -124,8 +124,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     common.start(args)
-    from fast_timesformer.demo import DemoRecipe
-    from fast_timesformer.demo import quiet_lightning as quiet
+    from fast_timesformer.training.demo import DemoRecipe
+    from fast_timesformer.training.demo import quiet_lightning as quiet
 
     recipe = DemoRecipe()
     recipe = dataclasses.replace(recipe, epochs=args.epochs or (2 if args.quick else recipe.epochs))

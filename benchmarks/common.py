@@ -524,7 +524,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         "--allocator",
         choices=("default", "tuned"),
         default="default",
-        help="default: glibc as a plain script gets it. tuned: fast_timesformer.runtime.tune_allocator() "
+        help="default: glibc as a plain script gets it. tuned: fast_timesformer.inference.tune_allocator() "
         "(what the fast-timesformer command does) -- for every contender alike",
     )
     parser.add_argument(
@@ -547,7 +547,7 @@ def start(args: argparse.Namespace) -> None:
     setup(args.threads)
     global _ALLOCATOR
     if args.allocator == "tuned":
-        from fast_timesformer.runtime import tune_allocator
+        from fast_timesformer.inference.runtime import tune_allocator
 
         if not tune_allocator():
             raise SystemExit("--allocator tuned: could not tune this platform's allocator (glibc only)")

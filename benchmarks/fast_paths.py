@@ -8,7 +8,7 @@
    dim_head) FLOPs per block: about 5% of this config's forward pass (1.9% of the base model's at batch 1).
 2. Allocator steady state: the base model's (dim 768, depth 12) 8x224 inference pass repeated in a fresh
    spawn process with
-   ``fast_timesformer.runtime.tune_allocator()`` and in one without, reporting page faults per pass and the
+   ``fast_timesformer.inference.tune_allocator()`` and in one without, reporting page faults per pass and the
    peak resident memory after each pass -- the tuned allocator must stop faulting without growing.
 
     python benchmarks/fast_paths.py            # ~3 minutes on 2 cores
@@ -86,7 +86,7 @@ def fused_projection(args: Any) -> list[dict[str, Any]]:
 
 def _passes(queue: Any, tuned: bool, passes: int, threads: int) -> None:
     """Spawn child: ``passes`` inference passes; page faults and peak RSS after each."""
-    from fast_timesformer.runtime import tune_allocator
+    from fast_timesformer.inference.runtime import tune_allocator
 
     applied = tune_allocator() if tuned else False
     torch.set_num_threads(threads)

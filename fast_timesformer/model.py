@@ -32,13 +32,16 @@ from torch.utils.checkpoint import checkpoint
 
 from fast_timesformer.attention import (
     ATTENTIONS,
+    DividedAttention,
     PerformerAttention,
     build_attention,
     check_attention_kwargs,
     check_attention_name,
 )
-from fast_timesformer.layers import DropPath, Mlp, PatchEmbed, has_hooks
-from fast_timesformer.rotary import rotary_cos_sin
+from fast_timesformer.checkpoints import PretrainedMixin, init_weights_enabled
+from fast_timesformer.layers import DropPath, Mlp, PatchEmbed
+from fast_timesformer.layers.fast_paths import can_fuse_linears, fused_linears
+from fast_timesformer.layers.rotary import rotary_cos_sin
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 INPUT_LAYOUTS = ("btchw", "bcthw")
@@ -109,18 +112,12 @@ class Block(nn.Module):
     fuse_temporal_fc = True
 
     def _fuse_temporal_fc(self, rows: int) -> bool:
-        """True where composing temporal_attn.proj with temporal_fc is exact and cheaper for ``rows`` tokens.
-
-        Exact: nothing random stands between the two layers. Cheaper: composing the weights costs as much as
-        applying one of them to ``proj.in_features`` tokens, so it pays from that many rows on. And no hook
-        waits to see those layers called (forward hooks on ``temporal_attn``, for attention maps or
-        features, keep firing).
-        """
-        if not self.fuse_temporal_fc or rows <= self.temporal_attn.proj.in_features:
-            return False
-        if has_hooks(self.temporal_attn, self.temporal_attn.proj, self.temporal_fc):
-            return False
-        return not self.training or (self.drop_path.drop_prob == 0 and self.temporal_attn.proj_drop.p == 0)
+        """True where composing temporal_attn.proj with temporal_fc is exact (nothing random between them),
+        cheaper for ``rows`` tokens and unobserved (hooks on ``temporal_attn``, for attention maps or
+        features, keep firing); see :mod:`fast_timesformer.layers.fast_paths`."""
+        attn = self.temporal_attn
+        exact = not self.training or (self.drop_path.drop_prob == 0 and attn.proj_drop.p == 0)
+        return self.fuse_temporal_fc and exact and can_fuse_linears(attn.proj, self.temporal_fc, rows, [attn])
 
     def _divided_attention(
         self, x: torch.Tensor, frames: int, mask: torch.Tensor | None, ropes: dict[str, Rope]
@@ -133,15 +130,10 @@ class Block(nn.Module):
         time_mask = None if mask is None else mask.repeat_interleave(n, dim=0)  # (B*N, T)
         xt = self.temporal_norm1(patches.reshape(b * n, frames, dim))  # (B*N, T, D): a view of (n t) order
         attn = self.temporal_attn
-        if self._fuse_temporal_fc(b * n * frames):
-            # temporal_fc(proj(h)) = (W_fc W_proj) h + (W_fc b_proj + b_fc): one linear map when nothing stands
-            # between the two layers. Composing the (D, D) weights first saves a D x D matmul over all B*N*T
-            # tokens in the forward pass and two in the backward pass (small config, 8 x 224, batch 2, 2 CPU
-            # threads: inference 5% and training step 8% faster, ``python benchmarks/fast_paths.py``);
-            # parameters and gradients are the official ones.
-            weight = self.temporal_fc.weight @ attn.proj.weight  # (D, H*d)
-            bias = F.linear(attn.proj.bias, self.temporal_fc.weight, self.temporal_fc.bias)
-            rt = F.linear(attn.mix(xt, mask=time_mask, rope=ropes.get("time")), weight, bias)
+        if self._fuse_temporal_fc(b * n * frames):  # temporal_fc(proj(h)) as one linear map (fast_paths.py)
+            rt = fused_linears(
+                attn.mix(xt, mask=time_mask, rope=ropes.get("time")), attn.proj, self.temporal_fc
+            )
         else:  # official order: drop path (and dropout) on the attention output, then temporal_fc
             rt = self.temporal_fc(self.drop_path(attn(xt, mask=time_mask, rope=ropes.get("time"))))
         xt = patches + rt.reshape(b, n * frames, dim)
@@ -173,84 +165,7 @@ def _joint_token_mask(mask: torch.Tensor, patches: int) -> torch.Tensor:
     return torch.cat([tokens.new_ones(mask.shape[0], 1), tokens], dim=1)
 
 
-class DividedAttention(nn.Module):
-    """Attention within groups of tokens chosen by einops patterns -- the seed's calling convention.
-
-    ``x`` is (b, 1 + n*f, dim) with the CLS token first. The patch tokens are regrouped with
-    ``rearrange(x[:, 1:], f"{einops_from} -> {einops_to}", **axes)``; each group attends over the CLS token
-    plus its own tokens. **CLS handling**: the CLS token is repeated into every group (as the official
-    TimeSformer's spatial step does per frame) and its output is the mean of its outputs over the groups of
-    its sample. The result has the shape of ``x``; add it as a residual yourself::
-
-        attention = DividedAttention(dim, dim_head=64, heads=8, dropout=0.0, attention="performer")
-        time_attended = attention(x, "b (f n) d", "(b n) f d", n=n)   # across frames
-        space_attended = attention(x, "b (f n) d", "(b f) n d", f=f)  # across patches
-
-    Args:
-        dim: token width.
-        dim_head: width of each head.
-        heads: number of heads.
-        dropout: dropout on the output projection, and on attention weights where the mechanism has them.
-        attention: ``"regular"``, ``"performer"`` or ``"fastformer"``.
-        attention_kwargs: mechanism options (e.g. ``{"nb_features": 256}``).
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        *,
-        dim_head: int = 64,
-        heads: int = 8,
-        dropout: float = 0.0,
-        attention: str = "regular",
-        attention_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        check_attention_name(attention)
-        kwargs = check_attention_kwargs(attention_kwargs, [attention])
-        attn_dropout = 0.0 if attention == "performer" else dropout
-        self.attn = build_attention(
-            attention,
-            dim,
-            heads=heads,
-            dim_head=dim_head,
-            attn_dropout=attn_dropout,
-            proj_dropout=dropout,
-            attention_kwargs=kwargs,
-        )
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        einops_from: str,
-        einops_to: str,
-        *,
-        mask: torch.Tensor | None = None,
-        **axes: int,
-    ) -> torch.Tensor:
-        """x (b, 1+n*f, dim); mask: optional bool (b, n*f) over the patch tokens, True = real."""
-        if x.ndim != 3:
-            raise ValueError(
-                f"expected x of shape (b, 1 + n*f, dim) with the CLS token first, got {tuple(x.shape)}"
-            )
-        b = x.shape[0]
-        cls, patches = x[:, :1], x[:, 1:]
-        groups = rearrange(patches, f"{einops_from} -> {einops_to}", **axes)  # (b*g, L, dim)
-        # Which sample each group came from, found by sending sample indices through the same rearrange.
-        owner = torch.arange(b, device=x.device).view(b, 1, 1).expand(b, patches.shape[1], 1)
-        owner = rearrange(owner, f"{einops_from} -> {einops_to}", **axes)[:, 0, 0]  # (b*g,)
-        group_mask = None
-        if mask is not None:
-            group_mask = rearrange(mask.unsqueeze(-1), f"{einops_from} -> {einops_to}", **axes)[..., 0]
-            group_mask = torch.cat([group_mask.new_ones(group_mask.shape[0], 1), group_mask], dim=1)
-        out = self.attn(torch.cat([cls[owner], groups], dim=1), mask=group_mask)  # (b*g, 1+L, dim)
-        cls_sum = torch.zeros_like(cls[:, 0]).index_add_(0, owner, out[:, 0])
-        cls_out = cls_sum / torch.bincount(owner, minlength=b).to(x.dtype).unsqueeze(1)
-        patches_out = rearrange(out[:, 1:], f"{einops_to} -> {einops_from}", **axes)
-        return torch.cat([cls_out.unsqueeze(1), patches_out], dim=1)
-
-
-class FastTimeSformer(nn.Module):
+class FastTimeSformer(PretrainedMixin, nn.Module):
     """TimeSformer video classifier with ``regular`` (SDPA), ``performer`` (FAVOR+) or ``fastformer`` attention.
 
     Args:
@@ -374,7 +289,8 @@ class FastTimeSformer(nn.Module):
         )  # fmt: skip
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
+        if init_weights_enabled():  # False while a checkpoint loader builds the model to fill it
+            self._init_weights()
 
     # -- initialisation and housekeeping -------------------------------------------------------------
     @torch.no_grad()
@@ -429,19 +345,7 @@ class FastTimeSformer(nn.Module):
         for module in self.performer_modules():
             module.redraw_features(generator)
 
-    # -- weights (implemented in fast_timesformer.weights; needs the `weights` extra) ----------------
-    def save_pretrained(self, directory: str, **kwargs: Any) -> None:
-        """Write ``model.safetensors`` + ``config.json`` to ``directory``; see :func:`weights.save_pretrained`."""
-        from fast_timesformer.weights import save_pretrained
-
-        save_pretrained(self, directory, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path: str, **overrides: Any) -> FastTimeSformer:
-        """Load our folders, Hugging Face, official ``.pyth`` or ImageNet ViT checkpoints; see :mod:`weights`."""
-        from fast_timesformer.weights import from_pretrained
-
-        return from_pretrained(path, **overrides)
+    # from_pretrained / save_pretrained come from PretrainedMixin (fast_timesformer.checkpoints).
 
     # -- input checks and embeddings -----------------------------------------------------------------
     def _check_inputs(self, video: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

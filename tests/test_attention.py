@@ -19,7 +19,7 @@ from fast_timesformer.attention import (
 )
 from fast_timesformer.attention.performer import linear_attention, softmax_kernel_features
 from fast_timesformer.attention.regular import SHORT_SEQUENCE
-from fast_timesformer.rotary import apply_rotary, rotary_cos_sin
+from fast_timesformer.layers.rotary import apply_rotary, rotary_cos_sin
 
 DIM, HEADS, DIM_HEAD = 32, 2, 16
 

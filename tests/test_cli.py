@@ -246,7 +246,7 @@ def test_shipped_configs_parse(config, capsys):
 def test_demo_config_is_the_demo_recipe_and_trains(motion, tmp_path):
     from dataclasses import asdict
 
-    from fast_timesformer.demo import DemoRecipe
+    from fast_timesformer.training.demo import DemoRecipe
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())
     recipe = asdict(DemoRecipe())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from fast_timesformer.cli import main
-from fast_timesformer.demo import DemoRecipe, run_demo
+from fast_timesformer.training.demo import DemoRecipe, run_demo
 
 TINY = DemoRecipe(
     num_train=8, num_val=4, epochs=1, batch_size=4, warmup_epochs=0.0,

@@ -1,17 +1,12 @@
-"""Multi-view aggregation and video-level metrics (fast_timesformer.evaluation)."""
+"""Multi-view aggregation and video-level metrics (fast_timesformer.inference.views, fast_timesformer.training.evaluation)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fast_timesformer.evaluation import (
-    MultiViewAccumulator,
-    aggregate_views,
-    describe_protocol,
-    format_metrics,
-    video_metrics,
-)
+from fast_timesformer.inference.views import aggregate_views, describe_protocol, format_metrics
+from fast_timesformer.training.evaluation import MultiViewAccumulator, video_metrics
 
 
 def _views():

@@ -15,7 +15,7 @@ import pytest
 # the heap holds a few of them (glibc 2.36); after that every touch reuses memory.
 PROGRAM = """
 import resource, torch
-from fast_timesformer.runtime import tune_allocator
+from fast_timesformer.inference.runtime import tune_allocator
 applied = tune_allocator()
 def faults_of_one_touch():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -1,4 +1,4 @@
-"""VideoClassifier / VideoDataModule (fast_timesformer.training) and the safety net of fast_timesformer.callbacks.
+"""VideoClassifier / VideoDataModule (fast_timesformer.training) and the safety net of fast_timesformer.training.callbacks.
 
 Real Lightning Trainers on CPU, real .mp4 files from the built-in motion dataset, a one-block model.
 """
@@ -12,12 +12,6 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
-from fast_timesformer.callbacks import (
-    AtomicCheckpointIO,
-    NonFiniteLossError,
-    NonFiniteWeightsError,
-    RunCheckpoint,
-)
 from fast_timesformer.data import TooManyBadVideos
 from fast_timesformer.data.synthetic import generate_motion_dataset
 from fast_timesformer.training import (
@@ -26,6 +20,12 @@ from fast_timesformer.training import (
     WarmupCosine,
     WarmupSteps,
     parameter_groups,
+)
+from fast_timesformer.training.callbacks import (
+    AtomicCheckpointIO,
+    NonFiniteLossError,
+    NonFiniteWeightsError,
+    RunCheckpoint,
 )
 
 TINY = {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16}

@@ -144,7 +144,7 @@ def test_hugging_face_folder_gives_the_same_logits(tmp_path, attention_type, wei
     assert report.format == "huggingface" and report.renamed == len(hf.state_dict()) and not report.created
     assert model.class_names == [f"class_{i}" for i in range(5)]
     assert model.config["attention_type"] == attention_type and model.config["heads"] == 2
-    assert model.preprocessing["mean"] == [0.45] * 3 and model.preprocessing["num_frames"] == 4
+    assert model.preprocessing.mean == (0.45,) * 3 and model.preprocessing.num_frames == 4
 
 
 def test_hugging_face_space_only_equals_frame_averaged_features(tmp_path):
@@ -261,7 +261,7 @@ def test_official_pyth_gives_the_same_logits(tmp_path, wrapping):
     assert report.format == "official" and len(report.loaded) == len(official)
     if wrapping == "model_state+cfg":
         prep = model.preprocessing
-        assert prep["sampling"] == "dense" and prep["sampling_rate"] == 32 and prep["num_spatial_crops"] == 3
+        assert prep.sampling == "dense" and prep.sampling_rate == 32 and prep.num_spatial_crops == 3
 
 
 def test_official_space_only_reads_num_frames_from_cfg_even_without_pyyaml(tmp_path, monkeypatch):
@@ -315,7 +315,7 @@ def test_config_json_holds_everything_needed(tmp_path):
     assert prep["num_frames"] == 4 and prep["crop_size"] == 32 and prep["num_spatial_crops"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     loaded = from_pretrained(tmp_path)
-    assert loaded.class_names == list("abcde") and loaded.preprocessing["sampling_rate"] == 4
+    assert loaded.class_names == list("abcde") and loaded.preprocessing.sampling_rate == 4
     with pytest.raises(ValueError, match="2 class_names"):
         save_pretrained(model, tmp_path, class_names=["a", "b"])
 
@@ -428,7 +428,7 @@ def test_fewer_frames_keep_every_other_time_embedding(tmp_path):
     save_pretrained(model, tmp_path)
     loaded, report = from_pretrained(tmp_path, num_frames=4, return_report=True)
     assert torch.equal(loaded.time_embed, model.time_embed[:, [0, 2, 4, 6]])  # nearest: floor(i * 8 / 4)
-    assert loaded.config["num_frames"] == 4 and loaded.preprocessing["num_frames"] == 4
+    assert loaded.config["num_frames"] == 4 and loaded.preprocessing.num_frames == 4
     assert "time_embed" in report.interpolated
     x = clip(frames=4)
     with torch.no_grad():  # the same as the 8-frame model run on 4 frames (forward-time interpolation)
@@ -440,7 +440,7 @@ def test_other_image_size_resizes_pos_embed(tmp_path, mode):
     model = tiny(embed_interpolation=mode)
     save_pretrained(model, tmp_path)
     loaded = from_pretrained(tmp_path, image_size=64)
-    assert loaded.pos_embed.shape == (1, 1 + 8 * 8, 32) and loaded.preprocessing["crop_size"] == 64
+    assert loaded.pos_embed.shape == (1, 1 + 8 * 8, 32) and loaded.preprocessing.crop_size == 64
     x = clip(size=64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), atol=1e-5, rtol=0)

@@ -1,75 +1,29 @@
 """Attention mechanisms behind one interface, and the registry that builds them by name.
 
-Every mechanism takes the same constructor arguments (``dim, heads, dim_head, qkv_bias, attn_dropout,
-proj_dropout``) plus its own knobs, which arrive through one explicit ``attention_kwargs`` mapping; unknown
-keys are an error that lists the valid ones.
+base.py        the interface: fused ``qkv`` + ``proj`` (official names), ``attend`` left to subclasses
+regular.py     exact softmax through SDPA
+performer.py   FAVOR+ (positive orthogonal random features), linear in tokens
+fastformer.py  additive attention, linear in tokens
+registry.py    ``ATTENTIONS`` (name -> class), ``build_attention``, the name / ``attention_kwargs`` checks
+divided.py     the seed's ``DividedAttention`` (attention within einops-chosen groups)
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from fast_timesformer.attention.base import Attention
+from fast_timesformer.attention.divided import DividedAttention
 from fast_timesformer.attention.fastformer import FastformerAttention
 from fast_timesformer.attention.performer import PerformerAttention, orthogonal_random_features
+from fast_timesformer.attention.registry import (
+    ATTENTIONS,
+    build_attention,
+    check_attention_kwargs,
+    check_attention_name,
+)
 from fast_timesformer.attention.regular import RegularAttention
-
-ATTENTIONS: dict[str, type[Attention]] = {
-    "regular": RegularAttention,
-    "performer": PerformerAttention,
-    "fastformer": FastformerAttention,
-}
-
-
-def check_attention_name(name: str, what: str = "attention") -> str:
-    """Return ``name`` if it is a registered mechanism, else raise a ValueError listing the valid ones."""
-    if name not in ATTENTIONS:
-        raise ValueError(f"unknown {what} {name!r}; expected one of {sorted(ATTENTIONS)}")
-    return name
-
-
-def check_attention_kwargs(kwargs: Mapping[str, Any] | None, mechanisms: Sequence[str]) -> dict[str, Any]:
-    """Validate ``attention_kwargs`` against the mechanisms in use; every key must belong to one of them."""
-    kwargs = dict(kwargs or {})
-    valid = {key for name in mechanisms for key in ATTENTIONS[name].extra_kwargs}
-    unknown = sorted(set(kwargs) - valid)
-    if unknown:
-        raise ValueError(
-            f"unknown attention_kwargs {unknown} for attention {sorted(set(mechanisms))}; "
-            f"valid keys: {sorted(valid) or 'none (this mechanism has no extra options)'}"
-        )
-    return kwargs
-
-
-def build_attention(
-    name: str,
-    dim: int,
-    *,
-    heads: int,
-    dim_head: int,
-    qkv_bias: bool = True,
-    attn_dropout: float = 0.0,
-    proj_dropout: float = 0.0,
-    attention_kwargs: Mapping[str, Any] | None = None,
-) -> Attention:
-    """Build mechanism ``name``, passing it the ``attention_kwargs`` entries it accepts."""
-    cls = ATTENTIONS[check_attention_name(name)]
-    own = {key: value for key, value in (attention_kwargs or {}).items() if key in cls.extra_kwargs}
-    return cls(
-        dim,
-        heads=heads,
-        dim_head=dim_head,
-        qkv_bias=qkv_bias,
-        attn_dropout=attn_dropout,
-        proj_dropout=proj_dropout,
-        **own,
-    )
-
 
 __all__ = [
     "ATTENTIONS",
     "Attention",
+    "DividedAttention",
     "FastformerAttention",
     "PerformerAttention",
     "RegularAttention",

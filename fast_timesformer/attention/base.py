@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fast_timesformer.rotary import apply_rotary
+from fast_timesformer.layers.rotary import apply_rotary
 
 
 class Attention(nn.Module):

@@ -5,10 +5,8 @@ the N x N score matrix, which is why exact attention here uses a small fraction 
 ``softmax(q @ k.T) @ v`` that Hugging Face's Timesformer runs.
 
 One exception, for speed: on CPU without autograd, sequences of at most ``SHORT_SEQUENCE`` tokens (divided
-attention's temporal groups: 8 frames, thousands of groups) go through the explicit product instead. The
-fused CPU kernel's per-group set-up dominates there; the explicit (N, N) scores are tiny and 1.2-1.5x faster
-at 4-16 tokens (``python benchmarks/attention.py --short``). Same numbers up to float rounding. (Attention
-dropout in training mode always goes through SDPA.)
+attention's temporal groups: 8 frames, thousands of groups) go through the explicit product instead
+(:mod:`fast_timesformer.layers.fast_paths`, which says when; same numbers up to float rounding).
 """
 
 from __future__ import annotations
@@ -17,9 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from fast_timesformer.attention.base import Attention, merge_heads
-
-#: Longest sequence that uses the explicit product on CPU in inference (flash wins from about 32 tokens).
-SHORT_SEQUENCE = 16
+from fast_timesformer.layers.fast_paths import SHORT_SEQUENCE, short_softmax, use_short_softmax
 
 
 class RegularAttention(Attention):
@@ -29,15 +25,11 @@ class RegularAttention(Attention):
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
         dropout = self.attn_dropout if self.training else 0.0
-        if (
-            mask is None
-            and dropout == 0.0
-            and q.shape[-2] <= SHORT_SEQUENCE
-            and q.device.type == "cpu"
-            and not q.requires_grad
-        ):
-            scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)  # (B, H, N, N)
-            return merge_heads(scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype) @ v)
+        if use_short_softmax(q, mask, dropout):
+            return merge_heads(short_softmax(q, k, v))
         attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N): True = attend
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (B, H, N, d)
         return merge_heads(out)
+
+
+__all__ = ["SHORT_SEQUENCE", "RegularAttention"]

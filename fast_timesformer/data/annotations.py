@@ -39,6 +39,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fast_timesformer.errors import FastTimeSformerError
+
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (
@@ -61,7 +63,7 @@ _LABEL_COLUMNS = ("label", "class", "label_id", "class_id", "target")
 _UCF_SPLIT = re.compile(r"^(train|test)list\d+\.txt$", re.IGNORECASE)
 
 
-class AnnotationError(ValueError):
+class AnnotationError(FastTimeSformerError, ValueError):
     """A problem in an annotation file; ``path`` and ``line`` (1-based, or None) locate it."""
 
     def __init__(self, path: str | os.PathLike, line: int | None, reason: str):

@@ -37,6 +37,8 @@ from typing import Any
 
 import torch
 
+from fast_timesformer.errors import FastTimeSformerError
+
 from .annotations import AnnotationSet, VideoRecord
 from .decoding import (
     DEFAULT_MAX_DURATION,
@@ -59,7 +61,7 @@ DEFAULT_MAX_BAD_FRACTION = 0.01
 CACHE_MAX_BYTES = 64 * 2**20
 
 
-class TooManyBadVideos(RuntimeError):
+class TooManyBadVideos(FastTimeSformerError, RuntimeError):
     """More than ``max_bad_fraction`` of a dataset's videos could not be decoded; see ``report_path``."""
 
 

@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fast_timesformer.errors import FastTimeSformerError
+
 logger = logging.getLogger(__name__)
 
 # 4096 x 4096 covers UHD (3840x2160) and DCI 4K; anything larger is almost always a broken header.
@@ -69,7 +71,7 @@ BACKENDS = ("auto", "pyav", "torchcodec")
 _PYAV_MISSING = "PyAV is required to decode videos: pip install 'fast-timesformer[video]' (or pip install av)"
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(FastTimeSformerError, RuntimeError):
     """A video could not be read. ``path`` and ``reason`` are kept as attributes for reports."""
 
     def __init__(self, path: str | os.PathLike, reason: str, fix: str | None = None):

@@ -20,8 +20,7 @@ The ``fast-timesformer`` command installs the plugin by default; with the Python
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,24 +29,16 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from fast_timesformer.checkpoints import atomic_write, non_finite_tensors
+from fast_timesformer.errors import FastTimeSformerError
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(FastTimeSformerError, RuntimeError):
     """The training loss became NaN or infinite; training stopped before the bad step was applied."""
 
 
-class NonFiniteWeightsError(RuntimeError):
+class NonFiniteWeightsError(FastTimeSformerError, RuntimeError):
     """A checkpoint was about to be written with NaN or infinite weights."""
-
-
-def non_finite_tensors(state_dict: Mapping[str, Any]) -> list[str]:
-    """Names of floating-point tensors in ``state_dict`` that hold a NaN or an infinity."""
-    return [
-        name
-        for name, value in state_dict.items()
-        if isinstance(value, torch.Tensor)
-        and value.is_floating_point()
-        and not bool(torch.isfinite(value).all())
-    ]
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -113,21 +104,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "gradient clipping (--trainer.gradient_clip_val 1.0)."
             )
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
-            with os.fdopen(fd, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)  # atomic on POSIX and Windows when both are on one filesystem
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        _fsync_directory(folder)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        atomic_write((path, lambda tmp: _torch_save(checkpoint, tmp)))
 
     def load_checkpoint(
         self,
@@ -141,24 +119,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(folder: str) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _torch_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    with open(path, "wb") as file:
+        torch.save(checkpoint, file)
 
 
 __all__ = [
@@ -167,5 +130,4 @@ __all__ = [
     "RunCheckpoint",
     "NonFiniteLossError",
     "NonFiniteWeightsError",
-    "non_finite_tensors",
 ]

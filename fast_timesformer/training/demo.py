@@ -18,7 +18,6 @@ from-scratch model blind to frame order until they grow, too slowly for a demo) 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -26,7 +25,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,39 +52,6 @@ class DemoRecipe:
     lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 3.0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's command-line options (``fast-timesformer demo --help``)."""
-    default = DemoRecipe()
-    parser.add_argument(
-        "--output",
-        default="fast-timesformer-demo",
-        metavar="DIR",
-        help="where to write (default %(default)s)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the dataset and of both training runs (default 0)"
-    )
-    parser.add_argument(
-        "--epochs", type=int, default=default.epochs, help="training epochs per model (default %(default)s)"
-    )
-    parser.add_argument(
-        "--num-train",
-        type=int,
-        default=default.num_train,
-        help="training videos to generate (default %(default)s)",
-    )
-    parser.add_argument(
-        "--num-val", type=int, default=default.num_val, help="validation videos (default %(default)s)"
-    )
-    parser.add_argument("--no-control", action="store_true", help="skip the space-only control run")
-    parser.add_argument(
-        "--data-only",
-        action="store_true",
-        help="only write the dataset (DIR/data), e.g. for `fast-timesformer fit --config configs/demo.yaml`",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
 
 
 def choose_threads(threads: int | None = None) -> int:
@@ -122,7 +88,7 @@ def make_data(root: str | os.PathLike, recipe: DemoRecipe, seed: int) -> Any:
     The validation split doubles as the test split (one view per video: the clip is the whole video).
     """
     from fast_timesformer.data.synthetic import generate_motion_dataset
-    from fast_timesformer.training import VideoDataModule
+    from fast_timesformer.training.datamodule import VideoDataModule
 
     root = Path(root)
     generate_motion_dataset(
@@ -177,8 +143,8 @@ def _train(name: str, attention_type: str, *, recipe: DemoRecipe, datamodule: An
     from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.loggers import CSVLogger
 
-    from fast_timesformer.callbacks import AtomicCheckpointIO
-    from fast_timesformer.training import VideoClassifier
+    from fast_timesformer.training.callbacks import AtomicCheckpointIO
+    from fast_timesformer.training.module import VideoClassifier
 
     seed_everything(seed, verbose=False)
     classifier = VideoClassifier(
@@ -219,8 +185,8 @@ def _run(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from fast_timesformer.cli import classify_videos
-    from fast_timesformer.plots import (
+    from fast_timesformer.inference import classify_videos
+    from fast_timesformer.training.plots import (
         confusion_matrix,
         plot_confusion_matrix,
         plot_training_curves,
@@ -345,28 +311,9 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     print("\n".join(lines))
 
 
-def main_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Run the demo from parsed ``fast-timesformer demo`` arguments."""
-    recipe = replace(DemoRecipe(), epochs=args.epochs, num_train=args.num_train, num_val=args.num_val)
-    if args.data_only:
-        root = Path(args.output) / "data"
-        make_data(root, recipe, args.seed)
-        print(
-            f"wrote the motion dataset to {root}/ ({recipe.num_train} train / {recipe.num_val} val videos)\n"
-            f"train on it with: fast-timesformer fit --config configs/demo.yaml "
-            f"--data.train {root}/train/manifest.csv --data.val {root}/val/manifest.csv"
-        )
-        return None
-    return run_demo(
-        output=args.output, seed=args.seed, recipe=recipe, control=not args.no_control, threads=args.threads
-    )
-
-
 __all__ = [
     "DemoRecipe",
-    "add_arguments",
     "choose_threads",
-    "main_from_args",
     "make_data",
     "quiet_lightning",
     "run_demo",

@@ -1,0 +1,46 @@
+"""``fast-timesformer classify VIDEO... --weights DIR``: top-k labels per file (argument parsing only)."""
+
+from __future__ import annotations
+
+import json
+
+from fast_timesformer.cli.parser import ArgumentParser, error
+
+
+def run(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="fast-timesformer classify",
+        description="Top-k labels with probabilities for video files, using the preprocessing and multi-view "
+        "protocol stored with the weights.",
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    parser.add_argument(
+        "--weights", required=True, metavar="DIR", help="weights folder (from export/convert)"
+    )
+    parser.add_argument("--top-k", type=int, default=5, help="labels to show per video (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1, got {args.top_k}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    from fast_timesformer.inference import Predictor
+
+    try:
+        predictor = Predictor.from_pretrained(args.weights, device=args.device, batch_size=args.batch_size)
+    except (OSError, ValueError) as problem:  # CheckpointError is a ValueError
+        return error("classify", f"cannot load weights {args.weights}: {problem}")
+    results, errors = predictor.classify(args.videos, top_k=args.top_k)
+    protocol = predictor.protocol
+    if args.json:
+        print(json.dumps({"protocol": protocol, "results": results, "errors": errors}, indent=2))
+    else:
+        for result in results:
+            print(f"{result['video']}  ({protocol})")
+            for prediction in result["predictions"]:
+                print(f"  {100 * prediction['probability']:5.1f}%  {prediction['label']}")
+    for problem in errors:
+        error("classify", f"{problem['video']}: {problem['error']}")
+    return 1 if errors else 0

@@ -1,0 +1,37 @@
+"""``fast-timesformer convert SOURCE DIR``: official / Hugging Face / ViT -> weights folder (parsing only)."""
+
+from __future__ import annotations
+
+from fast_timesformer.cli.parser import ArgumentParser, error
+
+
+def run(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="fast-timesformer convert",
+        description="Convert an official .pyth, a Hugging Face TimeSformer/ViT folder or hub id, or an ImageNet "
+        "ViT checkpoint into a weights folder (model.safetensors + config.json).",
+    )
+    parser.add_argument("source", metavar="SOURCE", help="checkpoint file, folder or hub id")
+    parser.add_argument("directory", metavar="DIR", help="output folder")
+    parser.add_argument("--num-classes", type=int, help="replace the head with this many classes")
+    parser.add_argument("--num-frames", type=int, help="frames per clip (interpolates time_embed)")
+    parser.add_argument("--image-size", type=int, help="crop side (interpolates pos_embed)")
+    parser.add_argument("--attention", choices=("regular", "performer", "fastformer"), help="swap attention")
+    parser.add_argument("--source-format", choices=("official", "vit"), help="how to read a bare file")
+    args = parser.parse_args(argv)
+    from fast_timesformer.weights import convert
+
+    options = {
+        key: value
+        for key, value in dict(
+            num_classes=args.num_classes, num_frames=args.num_frames, image_size=args.image_size,
+            attention=args.attention, source_format=args.source_format,
+        ).items()
+        if value is not None
+    }  # fmt: skip
+    try:
+        convert(args.source, args.directory, **options)
+    except (OSError, ValueError, RuntimeError) as problem:
+        return error("convert", str(problem))
+    print(f"wrote {args.directory}/model.safetensors and config.json")
+    return 0
