@@ -385,3 +385,27 @@ def test_bad_input_errors_name_shapes_and_fix():
         model(torch.randn(1, 4, 3, 32, 32), torch.zeros(1, 4, dtype=torch.bool))
     with pytest.raises(TypeError, match="expected a float video, got dtype torch.uint8"):
         model(torch.zeros(1, 4, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_global_hooks_see_every_layer_on_the_fast_paths():
+    # A global forward hook (register_module_forward_hook) must see temporal_fc, proj and the MLP activation,
+    # which the fused projection and in-place GELU would otherwise skip.
+    from torch.nn.modules.module import register_module_forward_hook
+
+    model = tiny(depth=1).eval()
+    block = model.blocks[0]
+    video = torch.randn(2, 4, 3, 32, 32)
+    rows = 2 * 16 * 4
+    assert block._fuse_temporal_fc(rows)  # the fast path applies without the hook
+    with torch.no_grad():
+        plain = model(video)
+    seen = set()
+    handle = register_module_forward_hook(lambda module, args, out: seen.add(id(module)))
+    try:
+        assert not block._fuse_temporal_fc(rows)
+        with torch.no_grad():
+            hooked = model(video)
+    finally:
+        handle.remove()
+    assert {id(block.temporal_fc), id(block.temporal_attn.proj), id(block.mlp.act)} <= seen
+    torch.testing.assert_close(hooked, plain)

@@ -525,3 +525,57 @@ def test_load_weights_into_an_existing_model(tmp_path):
     assert "time_embed" in report.interpolated and target.load_report is report
     with torch.no_grad():
         torch.testing.assert_close(target(clip()), model(clip()), atol=1e-6, rtol=0)
+
+
+def test_weights_folders_are_readable_by_other_users(tmp_path):
+    # mkstemp creates 0600 files; an exported model must be readable by a serving process (umask applies).
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        tiny().save_pretrained(tmp_path / "w")
+    finally:
+        os.umask(old)
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE((tmp_path / "w" / name).stat().st_mode) == 0o644
+
+
+def test_building_without_init_is_local_to_the_thread(tmp_path):
+    # A loader builds its model inside no_init_weights(); a model built meanwhile elsewhere is initialised.
+    import threading
+
+    from fast_timesformer.checkpoints import init_weights_enabled, no_init_weights
+
+    seen = []
+    with no_init_weights():
+        thread = threading.Thread(target=lambda: seen.append((init_weights_enabled(), tiny())))
+        thread.start()
+        thread.join()
+        assert not init_weights_enabled()
+    enabled, model = seen[0]
+    assert enabled and model.cls_token.abs().sum() > 0  # trunc-normal init ran in the other thread
+    assert init_weights_enabled()
+
+
+def test_user_facing_errors_share_one_base():
+    from fast_timesformer.data import AnnotationError, TooManyBadVideos, VideoDecodeError
+    from fast_timesformer.errors import FastTimeSformerError
+    from fast_timesformer.training import NonFiniteLossError, NonFiniteWeightsError
+
+    for cls, builtin in [(CheckpointError, ValueError), (AnnotationError, ValueError),
+                         (VideoDecodeError, RuntimeError), (TooManyBadVideos, RuntimeError),
+                         (NonFiniteLossError, RuntimeError), (NonFiniteWeightsError, RuntimeError)]:  # fmt: skip
+        assert issubclass(cls, FastTimeSformerError) and issubclass(cls, builtin)
+
+
+def test_classify_needs_no_training_extra(tmp_path):
+    # classify (the Predictor) must import with lightning and torchmetrics unavailable.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torchmetrics'] = None; sys.modules['lightning'] = None\n"
+        "import fast_timesformer.cli.classify, fast_timesformer.inference\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

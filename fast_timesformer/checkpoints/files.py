@@ -249,8 +249,8 @@ def atomic_write(*files: tuple[str | os.PathLike, Callable[[Path], None]]) -> No
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             staged.append((Path(tmp), path))
-            os.chmod(tmp, 0o666 & ~_umask())
             write(Path(tmp))
+            os.chmod(tmp, 0o666 & ~_umask())  # after the write: a writer may replace the file it was given
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         for tmp, path in staged:

@@ -98,19 +98,4 @@ def _standalone_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     return out
 
 
-def _standalone_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """CPU tensors that own exactly their memory: safetensors refuses shared and needs contiguous data."""
-    seen: set[int] = set()
-    out = {}
-    for name, tensor in state_dict.items():
-        tensor = tensor.detach().cpu()
-        storage = tensor.untyped_storage()
-        whole = tensor.storage_offset() == 0 and storage.nbytes() == tensor.numel() * tensor.element_size()
-        if storage.data_ptr() in seen or not tensor.is_contiguous() or not whole:
-            tensor = tensor.clone(memory_format=torch.contiguous_format)  # tied, strided or a slice
-        seen.add(tensor.untyped_storage().data_ptr())
-        out[name] = tensor
-    return out
-
-
 __all__ = ["model_preprocessing", "save_pretrained"]
