@@ -53,15 +53,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from fast_timesformer.errors import FastTimeSformerError
+from fast_timesformer.data.video_common import (
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    VideoDecodeError,
+    check_limits,
+    check_path,
+    normalise_rotation,
+    upright,
+)
 
 logger = logging.getLogger(__name__)
 
-# 4096 x 4096 covers UHD (3840x2160) and DCI 4K; anything larger is almost always a broken header.
-DEFAULT_MAX_PIXELS = 4096 * 4096
-# ~4.6 hours at 30 fps: longer files are not clips, and a bogus header must not start a huge loop.
-DEFAULT_MAX_FRAMES = 500_000
-DEFAULT_MAX_DURATION = 4 * 3600.0
 # Decoding forward this many seconds costs about the same as one seek (keyframe + GOP decode) for
 # typical H.264 (GOP 1-10 s), so requests closer than this continue instead of seeking.
 SEEK_THRESHOLD_S = 1.0
@@ -69,23 +73,6 @@ SEEK_THRESHOLD_S = 1.0
 BACKENDS = ("auto", "pyav", "torchcodec")
 
 _PYAV_MISSING = "PyAV is required to decode videos: pip install 'fast-timesformer[video]' (or pip install av)"
-
-
-class VideoDecodeError(FastTimeSformerError, RuntimeError):
-    """A video could not be read. ``path`` and ``reason`` are kept as attributes for reports."""
-
-    def __init__(self, path: str | os.PathLike, reason: str, fix: str | None = None):
-        self.path = os.fspath(path)
-        self.reason = reason
-        self.fix = fix
-        message = f"cannot read video {self.path!r}: {reason}"
-        if fix:
-            message += f" ({fix})"
-        super().__init__(message)
-
-    def __reduce__(self):
-        # Keep the three fields when the error is pickled across DataLoader workers.
-        return (type(self), (self.path, self.reason, self.fix))
 
 
 @dataclass(frozen=True)
@@ -140,54 +127,6 @@ def resolve_backend(backend: str) -> str:
     return "pyav"
 
 
-def _check_path(path: str) -> None:
-    if os.path.islink(path) and not os.path.exists(path):
-        raise VideoDecodeError(
-            path, f"dangling symlink (points to {os.readlink(path)!r})", "fix or remove the link"
-        )
-    if not os.path.exists(path):
-        raise VideoDecodeError(path, "file not found", "check the path and the annotation root")
-    if os.path.isdir(path):
-        raise VideoDecodeError(path, "is a directory, not a video file", "point the annotation at a file")
-    if os.path.getsize(path) == 0:
-        raise VideoDecodeError(path, "empty file (0 bytes)", "re-download or remove it from the annotations")
-
-
-def _check_limits(
-    path: str, *, width: int, height: int, num_frames: int, duration: float, limits: dict[str, float]
-) -> None:
-    if width <= 0 or height <= 0:
-        raise VideoDecodeError(
-            path, f"declared frame size {width}x{height} is invalid", "the file is corrupt"
-        )
-    if width * height > limits["max_pixels"]:
-        raise VideoDecodeError(
-            path,
-            f"declared frame size {width}x{height} ({width * height} pixels) exceeds max_pixels="
-            f"{int(limits['max_pixels'])}; refused before decoding",
-            "resize the video or raise max_pixels",
-        )
-    if num_frames > limits["max_frames"]:
-        raise VideoDecodeError(
-            path,
-            f"declared length {num_frames} frames exceeds max_frames={int(limits['max_frames'])}",
-            "cut the video into clips or raise max_frames",
-        )
-    if duration > limits["max_duration"]:
-        raise VideoDecodeError(
-            path,
-            f"declared duration {duration:.1f} s exceeds max_duration={limits['max_duration']:.0f} s",
-            "cut the video into clips or raise max_duration",
-        )
-
-
-def _upright(frames: torch.Tensor, rotation: int) -> torch.Tensor:
-    # frames: (T, C, H, W). torch.rot90 over (H, W) with k > 0 turns counter-clockwise, matching
-    # VideoFrame.rotation's convention.
-    k = (rotation // 90) % 4
-    return torch.rot90(frames, k, dims=(2, 3)).contiguous() if k else frames
-
-
 def _to_rgb(frame: Any, path: str) -> np.ndarray:
     """One decoded frame as uint8 (H, W, 3) RGB, from any pixel format."""
     try:
@@ -199,10 +138,6 @@ def _to_rgb(frame: Any, path: str) -> np.ndarray:
         raise VideoDecodeError(
             path, f"cannot convert {frame.format.name} frames to RGB ({error})", "re-encode the video"
         ) from error
-
-
-def _normalise_rotation(degrees: float) -> int:
-    return int(round(degrees / 90.0)) * 90 % 360
 
 
 class _PyAVSource:
@@ -254,7 +189,7 @@ class _PyAVSource:
             self.num_frames = self._count_packets(limit=int(limits["max_frames"]))
         self.duration = duration if duration > 0 else self.num_frames / self.fps
         width, height = stream.codec_context.width, stream.codec_context.height
-        _check_limits(
+        check_limits(
             path,
             width=width,
             height=height,
@@ -283,7 +218,7 @@ class _PyAVSource:
         rotation = getattr(first, "rotation", 0) or 0
         if not rotation and "rotate" in stream.metadata:  # FFmpeg < 6 exported the matrix as a tag
             rotation = -float(stream.metadata["rotate"])
-        self.rotation = _normalise_rotation(rotation)
+        self.rotation = normalise_rotation(rotation)
         self.codec = stream.codec_context.name
         if self.num_frames == 0:
             self.num_frames = 1  # a single decodable frame with no duration (e.g. one-frame WebM)
@@ -296,7 +231,7 @@ class _PyAVSource:
         for packet in self.container.demux(self.stream):
             count += packet.size > 0
             if count > limit:
-                break  # _check_limits reports it
+                break  # check_limits reports it
         self.container.seek(0, stream=self.stream, backward=True)
         return count
 
@@ -408,7 +343,7 @@ class VideoReader:
         self.path = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
         self.backend = resolve_backend(backend)
         limits = {"max_pixels": max_pixels, "max_frames": max_frames, "max_duration": max_duration}
-        _check_path(self.path)
+        check_path(self.path)
         if self.backend == "torchcodec":  # pragma: no cover - torchcodec is not installed in CI
             from .torchcodec_backend import TorchCodecSource as source_cls
         else:
@@ -462,7 +397,7 @@ class VideoReader:
             arrays[index] = converted[key]
         video = torch.from_numpy(np.stack([arrays[i] for i in wanted]))  # (T, H, W, C)
         video = video.permute(0, 3, 1, 2)  # (T, C, H, W): the pipeline's one layout change
-        return _upright(video, meta.rotation).contiguous()
+        return upright(video, meta.rotation).contiguous()
 
     @property
     def frames_decoded(self) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .decoding import VideoDecodeError, _check_limits, _normalise_rotation, _upright
+from .video_common import VideoDecodeError, check_limits, normalise_rotation, upright
 
 
 class TorchCodecSource:
@@ -38,7 +38,7 @@ class TorchCodecSource:
             raise VideoDecodeError(
                 path, "no frame rate or no frames declared", "re-mux the file, e.g. to MP4"
             )
-        _check_limits(
+        check_limits(
             path,
             width=meta.width,
             height=meta.height,
@@ -48,7 +48,7 @@ class TorchCodecSource:
         )
         self.start = float(getattr(meta, "begin_stream_seconds", 0.0) or 0.0)
         self.tolerance = 0.25 / self.fps
-        self.rotation = _normalise_rotation(getattr(meta, "rotation", 0) or 0)
+        self.rotation = normalise_rotation(getattr(meta, "rotation", 0) or 0)
         self.codec = str(meta.codec or "")
         quarter = self.rotation in (90, 270)
         self.width, self.height = (meta.height, meta.width) if quarter else (meta.width, meta.height)
@@ -62,7 +62,7 @@ class TorchCodecSource:
                 self.path, f"torchcodec decoding failed ({error})", "the file is corrupt"
             ) from error
         if tuple(frames.shape[-2:]) != (self.height, self.width):  # older torchcodec: not yet rotated
-            frames = _upright(frames, self.rotation)
+            frames = upright(frames, self.rotation)
         return frames
 
     def close(self) -> None:
