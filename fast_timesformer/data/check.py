@@ -30,7 +30,6 @@ from .decoding import (
 )
 from .sampling import clip_span
 
-PROBLEM_KINDS = ("missing", "unreadable", "empty", "too_short")
 
 
 @dataclass(frozen=True)
