@@ -31,7 +31,6 @@ from .decoding import (
 from .sampling import clip_span
 
 
-
 @dataclass(frozen=True)
 class DataProblem:
     """One bad video: ``kind`` is one of "missing", "unreadable", "empty", "too_short"."""
