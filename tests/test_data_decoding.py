@@ -326,7 +326,8 @@ def test_auto_backend_falls_back_to_pyav_and_logs(tmp_path, caplog):
         VideoReader(path, backend="torchcodec")
     with pytest.raises(ValueError, match="unknown video backend"):
         VideoReader(path, backend="decord")
-    from fast_timesformer.data import torchcodec_backend  # importable without torchcodec
+    # importable without torchcodec
+    from fast_timesformer.data.backends import torchcodec as torchcodec_backend
 
     with pytest.raises(ImportError):
         torchcodec_backend.TorchCodecSource(str(path), threads=1, limits={})
@@ -340,3 +341,50 @@ def test_torchcodec_and_pyav_give_the_same_frames(tmp_path):
         read_video_frames(path, indices, backend="torchcodec"),
         read_video_frames(path, indices, backend="pyav"),
     )
+
+
+# -- errors and imports ------------------------------------------------------------------------------------
+
+
+def test_data_errors_share_the_package_base_and_survive_pickling():
+    from fast_timesformer.data import AnnotationError, TooManyBadVideos
+    from fast_timesformer.errors import FastTimeSformerError
+
+    errors = [
+        (VideoDecodeError("/data/x.mp4", "empty file (0 bytes)", "re-download it"), RuntimeError),
+        (AnnotationError("/data/train.csv", 3, "unknown label 'x'"), ValueError),
+        (TooManyBadVideos("3 of 4 videos could not be decoded"), RuntimeError),
+    ]
+    for error, builtin in errors:
+        assert isinstance(error, FastTimeSformerError) and isinstance(error, builtin)
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+    decode_copy = pickle.loads(pickle.dumps(errors[0][0]))
+    assert (decode_copy.path, decode_copy.reason, decode_copy.fix) == (
+        "/data/x.mp4",
+        "empty file (0 bytes)",
+        "re-download it",
+    )
+    annotation_copy = pickle.loads(pickle.dumps(errors[1][0]))
+    assert (annotation_copy.path, annotation_copy.line, annotation_copy.reason) == (
+        "/data/train.csv",
+        3,
+        "unknown label 'x'",
+    )
+
+
+def test_importing_the_data_package_needs_neither_numpy_nor_av():
+    import subprocess
+    import sys
+
+    # numpy and PyAV blocked: the package, its annotation readers and the error types still import.
+    blocked = (
+        "import sys; sys.modules['numpy'] = None; sys.modules['av'] = None\n"
+        "import fast_timesformer.data\n"
+        "from fast_timesformer.data import VideoDecodeError, read_annotations\n"
+        "from fast_timesformer.data.decoding import DEFAULT_MAX_PIXELS, resolve_backend\n"
+    )
+    subprocess.run([sys.executable, "-c", blocked], check=True)
+    # Neither is imported until a video is opened (torch itself may import numpy, so only av is checked).
+    lazy = "import sys, fast_timesformer.data\nassert 'av' not in sys.modules, 'av imported at import time'\n"
+    subprocess.run([sys.executable, "-c", lazy], check=True)

@@ -3,19 +3,26 @@
 The pipeline, file by file (each module's docstring has the details)::
 
     annotations.py  read_annotations / read_folder   -> AnnotationSet(records, classes)
+      records.py      VideoRecord, AnnotationSet, AnnotationError and the readers' shared parsing helpers
+      formats.py      the Kinetics CSV, Something-Something v2 JSON and UCF101 readers
     decoding.py     VideoReader.get_frames(indices)  -> uint8 (T, C, H, W) RGB, upright
+      backends/       common.py (VideoDecodeError, limits, VideoSource), pyav.py, torchcodec.py
     sampling.py     dense_indices / segment_indices  -> which frame indices make a clip
     transforms.py   TrainTransform / EvalTransform   -> float32 (T, C, H, W), normalised
     dataset.py      VideoDataset, collate_videos     -> batches {"video": (B, T, C, H, W), ...}
     check.py        check_data                       -> DataReport of unreadable / short videos
     synthetic.py    generate_motion_dataset          -> the built-in motion task as .mp4 files
 
-**Layout.** Frames come out of the decoder as (T, C, H, W) — the only layout change, in
-`VideoReader.get_frames` — and stay that way through the transforms; `collate_videos` stacks clips into
-(B, T, C, H, W), the model's default ``input_layout="btchw"``.
+Imports point one way: ``annotations`` -> ``formats`` -> ``records``, and ``decoding`` -> ``backends`` ->
+``backends/common``; ``dataset`` and ``check`` sit on top of both.
 
-Importing this package is cheap: PyAV is imported only when a video is opened (install it with
-``pip install 'fast-timesformer[video]'``).
+**Layout.** Frames come out of the decoder as (T, C, H, W) — the only layout change, where a backend
+hands its decoded (H, W, C) frames to `VideoReader.get_frames` — and stay that way through the
+transforms; `collate_videos` stacks clips into (B, T, C, H, W), the model's default
+``input_layout="btchw"``.
+
+Importing this package is cheap and needs neither PyAV nor numpy: it imports them only when a video is
+opened or a synthetic clip rendered (install them with ``pip install 'fast-timesformer[video]'``).
 """
 
 from .annotations import (

@@ -31,15 +31,24 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
-from fast_timesformer.errors import FastTimeSformerError
+from .formats import read_kinetics_csv, read_ssv2_json, read_ucf101
+from .records import (
+    AnnotationError,
+    AnnotationSet,
+    VideoRecord,
+    empty_annotation,
+    given_classes,
+    join_root,
+    load_class_file,
+    read_text_lines,
+    resolve_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,151 +72,14 @@ _LABEL_COLUMNS = ("label", "class", "label_id", "class_id", "target")
 _UCF_SPLIT = re.compile(r"^(train|test)list\d+\.txt$", re.IGNORECASE)
 
 
-class AnnotationError(FastTimeSformerError, ValueError):
-    """A problem in an annotation file; ``path`` and ``line`` (1-based, or None) locate it."""
-
-    def __init__(self, path: str | os.PathLike, line: int | None, reason: str):
-        self.path = os.fspath(path)
-        self.line = line
-        self.reason = reason
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.line, self.reason))
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    """One labelled video: an absolute-or-root-joined ``path``, a 0-based ``label``, a stable ``video_id``."""
-
-    path: str
-    label: int
-    video_id: str
-
-
-@dataclass
-class AnnotationSet:
-    """Records plus the class names their labels index (``classes[record.label]``)."""
-
-    records: list[VideoRecord]
-    classes: list[str]
-    source: str = ""
-    format: str = ""
-    extra: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self) -> Iterator[VideoRecord]:
-        return iter(self.records)
-
-    def __getitem__(self, index: int) -> VideoRecord:
-        return self.records[index]
-
-
-def _read_text(path: Path, encoding: str) -> list[str]:
-    """The file's lines, with a line-numbered error for bytes that are not valid ``encoding``."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AnnotationError(path, None, "annotation file not found; check the path") from None
-    except IsADirectoryError:
-        raise AnnotationError(path, None, "is a directory; use format='folder' for class folders") from None
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise AnnotationError(
-            path,
-            line,
-            f"bytes {data[error.start : error.end]!r} are not valid {encoding}; re-save the file as UTF-8 "
-            "or pass encoding='latin-1' (or the encoding it was written in)",
-        ) from None
-    return text.lstrip("\ufeff").splitlines()
-
-
 def _split(line: str) -> list[str]:
     if "," in line:
         return [field.strip() for field in next(csv.reader(io.StringIO(line)))]
     return line.split()
 
 
-def _load_class_file(path: Path, encoding: str) -> list[str]:
-    names = [line.strip() for line in _read_text(path, encoding)]
-    names = [name for name in names if name and not name.startswith("#")]
-    if not names:
-        raise AnnotationError(path, None, "class file is empty; it needs one class name per line")
-    if len(set(names)) != len(names):
-        raise AnnotationError(path, None, "class file lists a name twice")
-    return names
-
-
-def _given_classes(classes: Sequence[str] | str | os.PathLike | None, encoding: str) -> list[str] | None:
-    if classes is None:
-        return None
-    if isinstance(classes, (str, os.PathLike)):
-        return _load_class_file(Path(classes), encoding)
-    return [str(name) for name in classes]
-
-
-def _resolve_labels(
-    path: Path, tokens: list[tuple[int, str]], classes: list[str] | None
-) -> tuple[list[int], list[str]]:
-    """Turn label tokens (line number, text) into 0-based ints and the class list."""
-    if classes is not None:
-        index = {name: i for i, name in enumerate(classes)}
-        labels = []
-        for line, token in tokens:
-            if token in index:
-                labels.append(index[token])
-            elif token.lstrip("-").isdigit() and 0 <= int(token) < len(classes):
-                labels.append(int(token))
-            else:
-                shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
-                raise AnnotationError(
-                    path,
-                    line,
-                    f"unknown label {token!r}: not one of the {len(classes)} classes ({shown}) "
-                    f"nor an index in [0, {len(classes)}); fix the label or the class list",
-                )
-        return labels, list(classes)
-    numeric = [token.lstrip("-").isdigit() for _, token in tokens]
-    if all(numeric):
-        labels = [int(token) for _, token in tokens]
-        for (line, token), label in zip(tokens, labels):
-            if label < 0:
-                raise AnnotationError(
-                    path, line, f"negative label {token!r}; labels are 0-based class indices"
-                )
-        return labels, [str(i) for i in range(max(labels) + 1)]
-    if any(numeric):
-        line, token = tokens[numeric.index(True)]
-        raise AnnotationError(
-            path,
-            line,
-            f"label {token!r} is a number but other labels are class names; use one kind, or pass "
-            "classes=[...] so numbers are indices into it",
-        )
-    names = sorted({token for _, token in tokens})
-    index = {name: i for i, name in enumerate(names)}
-    return [index[token] for _, token in tokens], names
-
-
-def _join(root: Path, relative: str) -> str:
-    return os.path.normpath(os.path.join(root, relative))
-
-
 def _video_id(relative: str) -> str:
     return os.path.splitext(relative)[0]
-
-
-def _empty(path: Path, what: str) -> AnnotationError:
-    return AnnotationError(path, None, f"no videos listed ({what}); the dataset would be empty")
 
 
 def read_list(
@@ -225,16 +97,16 @@ def read_list(
     """
     path = Path(path)
     root_dir = Path(root) if root is not None else path.parent
-    given = _given_classes(classes, encoding)
+    given = given_classes(classes, encoding)
     if given is None and (path.parent / "classes.txt").is_file() and path.name != "classes.txt":
-        given = _load_class_file(path.parent / "classes.txt", encoding)
+        given = load_class_file(path.parent / "classes.txt", encoding)
         logger.info("using class names from %s", path.parent / "classes.txt")
     rows: list[tuple[int, str]] = []
     tokens: list[tuple[int, str]] = []
     path_col, label_col, split_col, width = 0, 1, None, 2
     header_seen = False
     splits_seen: set[str] = set()
-    for number, raw in enumerate(_read_text(path, encoding), start=1):
+    for number, raw in enumerate(read_text_lines(path, encoding), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -275,10 +147,10 @@ def read_list(
         what = (
             f"no rows of split {split!r}" if split is not None else "only blank lines, comments or a header"
         )
-        raise _empty(path, what)
-    labels, names = _resolve_labels(path, tokens, given)
+        raise empty_annotation(path, what)
+    labels, names = resolve_labels(path, tokens, given)
     records = [
-        VideoRecord(path=_join(root_dir, relative), label=label, video_id=_video_id(relative))
+        VideoRecord(path=join_root(root_dir, relative), label=label, video_id=_video_id(relative))
         for (_, relative), label in zip(rows, labels)
     ]
     return AnnotationSet(records=records, classes=names, source=str(path), format="list")
@@ -314,180 +186,10 @@ def read_folder(root: str | os.PathLike, *, extensions: Sequence[str] = VIDEO_EX
                 VideoRecord(path=full, label=label, video_id=_video_id(os.path.relpath(full, root)))
             )
     if not records:
-        raise _empty(root, f"no files ending in {', '.join(suffixes[:4])}, ... under the class folders")
+        raise empty_annotation(
+            root, f"no files ending in {', '.join(suffixes[:4])}, ... under the class folders"
+        )
     return AnnotationSet(records=records, classes=classes, source=str(root), format="folder")
-
-
-def read_kinetics_csv(
-    path: str | os.PathLike,
-    *,
-    root: str | os.PathLike | None = None,
-    classes: Sequence[str] | str | os.PathLike | None = None,
-    encoding: str = "utf-8",
-    split: str | None = None,
-) -> AnnotationSet:
-    """Read an official Kinetics CSV (see the module docstring for where files are expected).
-
-    ``split`` keeps only rows whose ``split`` column equals it (the official files hold one split each).
-    """
-    path = Path(path)
-    root_dir = Path(root) if root is not None else path.parent
-    lines = _read_text(path, encoding)
-    reader = csv.DictReader(lines)
-    required = {"youtube_id", "time_start", "time_end"}
-    columns = set(reader.fieldnames or [])
-    if not required <= columns:
-        raise AnnotationError(path, 1, f"Kinetics CSV header needs {sorted(required)}, got {sorted(columns)}")
-    if "label" not in columns:
-        raise AnnotationError(
-            path, 1, "no 'label' column (an unlabelled test split?); it cannot train or evaluate"
-        )
-    entries: list[tuple[int, str, str]] = []
-    tokens: list[tuple[int, str]] = []
-    for number, row in enumerate(reader, start=2):
-        if None in row or any(row[name] is None for name in required | {"label"}):
-            raise AnnotationError(path, number, f"expected {len(reader.fieldnames)} columns like the header")
-        try:
-            start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-        except ValueError:
-            raise AnnotationError(path, number, "time_start/time_end must be numbers of seconds") from None
-        if split is not None and row.get("split") != split:
-            continue
-        entries.append((number, row["label"], f"{row['youtube_id']}_{start:06d}_{end:06d}"))
-        tokens.append((number, row["label"]))
-    if not entries:
-        raise _empty(path, "header only")
-    labels, names = _resolve_labels(path, tokens, _given_classes(classes, encoding))
-    folder_of: dict[str, Path] = {}
-    for label_name in {label for _, label, _ in entries}:
-        for candidate in (root_dir / label_name, root_dir / label_name.replace(" ", "_")):
-            if candidate.is_dir():
-                folder_of[label_name] = candidate
-                break
-        else:
-            folder_of[label_name] = root_dir  # flat layout
-    records = [
-        VideoRecord(path=str(folder_of[label_name] / f"{stem}.mp4"), label=label, video_id=stem)
-        for (_, label_name, stem), label in zip(entries, labels)
-    ]
-    return AnnotationSet(records=records, classes=names, source=str(path), format="kinetics_csv")
-
-
-def _ssv2_classes(path: Path, classes: Sequence[str] | str | os.PathLike | None, encoding: str) -> list[str]:
-    if classes is not None and not (
-        isinstance(classes, (str, os.PathLike)) and str(classes).endswith(".json")
-    ):
-        return _given_classes(classes, encoding) or []
-    candidates = (
-        [Path(classes)]
-        if classes is not None
-        else [path.parent / "something-something-v2-labels.json", path.parent / "labels.json"]
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                mapping = json.loads("\n".join(_read_text(candidate, encoding)))
-            except json.JSONDecodeError as error:
-                raise AnnotationError(candidate, error.lineno, f"invalid JSON: {error.msg}") from None
-            if not isinstance(mapping, dict):
-                raise AnnotationError(candidate, None, "expected an object {template: id}")
-            ordered = sorted(mapping.items(), key=lambda item: int(item[1]))
-            return [name for name, _ in ordered]
-    raise AnnotationError(
-        path,
-        None,
-        "no labels file found; put something-something-v2-labels.json next to it or pass classes=",
-    )
-
-
-def read_ssv2_json(
-    path: str | os.PathLike,
-    *,
-    root: str | os.PathLike | None = None,
-    classes: Sequence[str] | str | os.PathLike | None = None,
-    encoding: str = "utf-8",
-) -> AnnotationSet:
-    """Read a Something-Something v2 split JSON (see the module docstring)."""
-    path = Path(path)
-    root_dir = Path(root) if root is not None else path.parent
-    try:
-        entries = json.loads("\n".join(_read_text(path, encoding)))
-    except json.JSONDecodeError as error:
-        raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
-    if not isinstance(entries, list):
-        raise AnnotationError(path, None, "expected a JSON list of {id, template, ...} entries")
-    if not entries:
-        raise _empty(path, "empty JSON list")
-    names = _ssv2_classes(path, classes, encoding)
-    index = {name: i for i, name in enumerate(names)}
-    records = []
-    for position, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "id" not in entry:
-            raise AnnotationError(path, None, f"entry {position} has no 'id'")
-        if "template" not in entry:
-            raise AnnotationError(
-                path, None, f"entry {position} (id {entry['id']}) has no 'template' (test split?)"
-            )
-        name = entry["template"].replace("[", "").replace("]", "")
-        if name not in index:
-            raise AnnotationError(path, None, f"entry {position} (id {entry['id']}): unknown label {name!r}")
-        video_id = str(entry["id"])
-        records.append(
-            VideoRecord(path=str(root_dir / f"{video_id}.webm"), label=index[name], video_id=video_id)
-        )
-    return AnnotationSet(records=records, classes=names, source=str(path), format="ssv2_json")
-
-
-def read_ucf101(
-    path: str | os.PathLike,
-    *,
-    root: str | os.PathLike | None = None,
-    classes: Sequence[str] | str | os.PathLike | None = None,
-    encoding: str = "utf-8",
-) -> AnnotationSet:
-    """Read a UCF101 ``trainlist0N.txt`` / ``testlist0N.txt`` with ``classInd.txt`` (see the module docstring)."""
-    path = Path(path)
-    root_dir = Path(root) if root is not None else path.parent
-    if classes is None or isinstance(classes, (str, os.PathLike)):
-        class_file = Path(classes) if classes is not None else path.parent / "classInd.txt"
-        names = []
-        for number, raw in enumerate(_read_text(class_file, encoding), start=1):
-            fields = raw.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) != len(names) + 1:
-                raise AnnotationError(
-                    class_file, number, f"expected '{len(names) + 1} ClassName', got {raw!r}"
-                )
-            names.append(fields[1])
-    else:
-        names = list(classes)
-    index = {name: i for i, name in enumerate(names)}
-    records = []
-    for number, raw in enumerate(_read_text(path, encoding), start=1):
-        fields = raw.split()
-        if not fields:
-            continue
-        if len(fields) > 2:
-            raise AnnotationError(
-                path, number, f"expected 'Class/video.avi [label]', got {len(fields)} fields"
-            )
-        relative = fields[0]
-        folder = relative.replace("\\", "/").split("/")[0]
-        if len(fields) == 2:
-            if not fields[1].isdigit() or not 1 <= int(fields[1]) <= len(names):
-                raise AnnotationError(path, number, f"unknown label {fields[1]!r}: expected 1..{len(names)}")
-            label = int(fields[1]) - 1
-        elif folder in index:
-            label = index[folder]
-        else:
-            raise AnnotationError(
-                path, number, f"unknown label: class folder {folder!r} is not in classInd.txt"
-            )
-        records.append(VideoRecord(path=_join(root_dir, relative), label=label, video_id=Path(relative).stem))
-    if not records:
-        raise _empty(path, "no lines")
-    return AnnotationSet(records=records, classes=names, source=str(path), format="ucf101")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -543,3 +245,19 @@ def read_annotations(
         raise ValueError(f"split= is only used with 'list' and 'kinetics_csv' annotations, not {chosen!r}")
     reader = {"ssv2_json": read_ssv2_json, "ucf101": read_ucf101}
     return reader[chosen](path, root=root, classes=classes, encoding=encoding)
+
+
+__all__ = [
+    "FORMATS",
+    "VIDEO_EXTENSIONS",
+    "AnnotationError",
+    "AnnotationSet",
+    "VideoRecord",
+    "detect_format",
+    "read_annotations",
+    "read_folder",
+    "read_kinetics_csv",
+    "read_list",
+    "read_ssv2_json",
+    "read_ucf101",
+]

@@ -50,9 +50,12 @@ import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
+
+if TYPE_CHECKING:  # numpy is imported where it is used, so importing fast_timesformer.data does not need it
+    import numpy as np
 
 MOTION_CLASSES = ("left_blue_first", "left_red_first", "right_blue_first", "right_red_first")
 
@@ -91,6 +94,8 @@ def render_clip(
         noise: standard deviation of the per-pixel Gaussian noise (0-255 scale), drawn per image.
         distractor: draw the blinking yellow distractor.
     """
+    import numpy as np
+
     if not 0 <= label < len(MOTION_CLASSES):
         raise ValueError(f"label must be in [0, {len(MOTION_CLASSES)}), got {label}")
     if hold < 1 or num_frames % hold or (num_frames // hold) % 4:
@@ -141,6 +146,8 @@ def render_clip(
 
 def frames_sha256(frames: torch.Tensor | np.ndarray) -> str:
     """sha256 of a clip's bytes in uint8 (T, H, W, 3) RGB order; accepts (T, 3, H, W) tensors too."""
+    import numpy as np
+
     if isinstance(frames, torch.Tensor):
         if frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[-1] != 3:
             frames = frames.permute(0, 2, 3, 1)  # (T, C, H, W) -> (T, H, W, C)
@@ -190,6 +197,8 @@ def _worker_init() -> None:
 
 
 def _make_one(job: tuple) -> tuple[str, int, int, str]:
+    import numpy as np
+
     root, split, index, label, seed, num_frames, size, hold, speed, noise, fps = job
     rng = np.random.default_rng([seed, _SPLIT_SEEDS.get(split, sum(map(ord, split))), index])
     frames = render_clip(
@@ -235,6 +244,8 @@ def generate_motion_dataset(
         fps: frame rate written into the files.
         num_workers: processes for rendering and encoding (0: in this process).
     """
+    import numpy as np
+
     root = Path(root)
     counts = {split: int(num_videos) for split in splits} if isinstance(num_videos, int) else dict(num_videos)
     missing = [split for split in splits if split not in counts]

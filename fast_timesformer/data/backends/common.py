@@ -1,12 +1,21 @@
-"""What every video decoding backend shares: the error type, the limits and the frame helpers.
+"""What every video decoding backend shares: the error type, the limits, the frame helpers and the interface.
 
-``decoding.py`` (the PyAV source and ``VideoReader``) and ``torchcodec_backend.py`` both import from here, so
-neither imports the other's internals.
+`fast_timesformer.data.decoding.VideoReader` opens a file through a *source*, one class per backend
+(`PyAVSource` in ``pyav.py``, `TorchCodecSource` in ``torchcodec.py``). Both import their helpers from here
+and implement `VideoSource`, so neither imports the other, and this module imports nothing of the package
+but `fast_timesformer.errors`.
+
+**Index and time.** A source works in seconds, not frame indices: the reader turns index ``i`` into the
+time ``start + i / fps`` (the frame on screen then; see `decoding`'s docstring) and asks the source for
+the frames at those times. ``tolerance`` absorbs timestamps rounded to the container's time base, so a
+frame stored a fraction of a tick after its nominal time still answers for it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
@@ -36,7 +45,42 @@ class VideoDecodeError(FastTimeSformerError, RuntimeError):
         return (type(self), (self.path, self.reason, self.fix))
 
 
+class VideoSource(Protocol):
+    """One open video file, as a backend sees it; `VideoReader` holds one and builds `VideoMetadata` from it.
+
+    The constructor is ``Source(path, *, threads, limits)``: it opens the file, raises `VideoDecodeError`
+    for anything unreadable, and checks the declared size and length with `check_limits` before decoding
+    more than (at most) one probe frame.
+    """
+
+    path: str
+    fps: float  # average frame rate: index i is the frame on screen at start + i / fps
+    duration: float  # seconds
+    exact: bool  # num_frames is the declared count (True) or round(duration * fps) (False)
+    num_frames: int
+    start: float  # time of the first frame, seconds
+    tolerance: float  # how far after a requested time a frame may be stamped and still count as on screen
+    rotation: int  # counter-clockwise degrees that make the frames upright: 0, 90, 180 or 270
+    codec: str
+    width: int  # of the upright frames
+    height: int
+
+    def frames_at(self, times: Sequence[float], *, tolerance: float, allow_past_end: bool) -> torch.Tensor:
+        """The frames on screen at each of the sorted, distinct ``times`` (seconds), one per time, as uint8
+        (N, C, H, W) RGB, upright.
+
+        Times past the end of the stream give its last frame. Without ``allow_past_end`` (the count is
+        exact) a source may report a stream that ends well before them as truncated instead (PyAV does).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the file."""
+        ...
+
+
 def check_path(path: str) -> None:
+    """Raise `VideoDecodeError` unless ``path`` is an existing, non-empty file (or a link to one)."""
     if os.path.islink(path) and not os.path.exists(path):
         raise VideoDecodeError(
             path, f"dangling symlink (points to {os.readlink(path)!r})", "fix or remove the link"
@@ -52,6 +96,10 @@ def check_path(path: str) -> None:
 def check_limits(
     path: str, *, width: int, height: int, num_frames: int, duration: float, limits: dict[str, float]
 ) -> None:
+    """Raise `VideoDecodeError` when the declared size or length is invalid or over ``limits``.
+
+    ``limits`` has the keys ``max_pixels``, ``max_frames`` and ``max_duration`` (`VideoReader`'s arguments).
+    """
     if width <= 0 or height <= 0:
         raise VideoDecodeError(
             path, f"declared frame size {width}x{height} is invalid", "the file is corrupt"
@@ -78,13 +126,14 @@ def check_limits(
 
 
 def upright(frames: torch.Tensor, rotation: int) -> torch.Tensor:
-    # frames: (T, C, H, W). torch.rot90 over (H, W) with k > 0 turns counter-clockwise, matching
-    # VideoFrame.rotation's convention.
+    """Rotate (T, C, H, W) ``frames`` counter-clockwise by ``rotation`` degrees (a multiple of 90)."""
+    # torch.rot90 over (H, W) with k > 0 turns counter-clockwise, matching VideoFrame.rotation's convention.
     k = (rotation // 90) % 4
     return torch.rot90(frames, k, dims=(2, 3)).contiguous() if k else frames
 
 
 def normalise_rotation(degrees: float) -> int:
+    """Any angle in degrees as the nearest of 0, 90, 180, 270."""
     return int(round(degrees / 90.0)) * 90 % 360
 
 
@@ -93,6 +142,7 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "VideoDecodeError",
+    "VideoSource",
     "check_limits",
     "check_path",
     "normalise_rotation",

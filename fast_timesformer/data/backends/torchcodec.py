@@ -1,10 +1,11 @@
-"""The optional torchcodec backend of `fast_timesformer.data.decoding.VideoReader`.
+"""The optional torchcodec backend of `fast_timesformer.data.decoding.VideoReader`: `TorchCodecSource`.
 
 Used only when ``import torchcodec`` works (``backend="auto"`` prefers it then, ``"torchcodec"`` requires
-it). It mirrors the PyAV source: same limits, same index-to-time mapping (frames "played at" ``start + i /
-fps``), frames returned as uint8 (N, C, H, W) upright. torchcodec is not installed in this project's CI,
-so this file is not exercised there; ``tests/test_data_decoding.py`` compares both backends frame for frame
-when it is installed.
+it). It mirrors `PyAVSource`: same limits, same index-to-time mapping (frames "played at" ``start + i /
+fps``), frames returned as uint8 (N, C, H, W) upright. torchcodec is imported inside the constructor only,
+so this module imports without it (the constructor then raises ImportError). torchcodec is not installed
+in this project's CI, so this file is not exercised there; ``tests/test_data_decoding.py`` compares both
+backends frame for frame when it is installed.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from collections.abc import Sequence
 
 import torch
 
-from .video_common import VideoDecodeError, check_limits, normalise_rotation, upright
+from .common import VideoDecodeError, check_limits, normalise_rotation, upright
 
 
 class TorchCodecSource:
-    """The torchcodec side of `VideoReader` (used only when `import torchcodec` works)."""
+    """The torchcodec side of `VideoReader` (used only when `import torchcodec` works).
+
+    Implements `fast_timesformer.data.backends.common.VideoSource`.
+    """
 
     def __init__(self, path: str, *, threads: int, limits: dict[str, float]):
         from torchcodec.decoders import VideoDecoder
@@ -67,3 +71,6 @@ class TorchCodecSource:
 
     def close(self) -> None:
         self.decoder = None
+
+
+__all__ = ["TorchCodecSource"]
