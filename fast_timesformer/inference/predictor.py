@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fast_timesformer.checkpoints import Preprocessing
+from fast_timesformer.checkpoints.saving import model_preprocessing
 from fast_timesformer.data import VideoDataset, VideoDecodeError, VideoRecord, collate_videos
 from fast_timesformer.inference.views import aggregate_views, describe_protocol
 from fast_timesformer.weights import from_pretrained
@@ -46,7 +47,7 @@ class Predictor:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.preprocessing = preprocessing or model.preprocessing
+        self.preprocessing = preprocessing or model_preprocessing(model)  # stored, else the default protocol
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names = list(names) if names else [str(i) for i in range(model.num_classes)]
         self.batch_size = batch_size
