@@ -21,20 +21,19 @@ subfolder of that name. The other subcommands are plain commands::
 
 A :class:`~fast_timesformer.errors.FastTimeSformerError` from any command (bad data, a bad checkpoint, a
 diverged run) is printed as one line with exit status 1; anything else is a bug and keeps its traceback.
-To add a command: a file here with ``run(argv) -> int``, a line in :func:`_plain` and one in ``USAGE``.
+To add a command: a file here with ``run(argv) -> int``, a line in ``PLAIN_MODULES`` and one in ``USAGE``.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from fast_timesformer.cli.train import COMMANDS as TRAINER_COMMANDS
 from fast_timesformer.errors import FastTimeSformerError
-
-PLAIN_COMMANDS = ("classify", "demo", "export", "convert", "check-data")
 
 USAGE = """\
 usage: fast-timesformer COMMAND [options]
@@ -59,20 +58,21 @@ Run `fast-timesformer COMMAND --help` for a command's options.
 """
 
 
+#: Plain command -> its module in ``fast_timesformer.cli``; imported only when that command runs (each pulls
+#: in its own extras: ``classify`` needs no training dependency, ``demo`` does).
+PLAIN_MODULES = {
+    "classify": "classify",
+    "demo": "demo",
+    "export": "export",
+    "convert": "convert",
+    "check-data": "check_data",
+}
+PLAIN_COMMANDS = tuple(PLAIN_MODULES)
+
+
 def _plain(command: str) -> Callable[[list[str]], int]:
-    """The ``run`` function of a plain command, imported only when that command runs (each pulls in its
-    own extras: ``classify`` needs no training dependency, ``demo`` does)."""
-    if command == "classify":
-        from fast_timesformer.cli import classify as module
-    elif command == "demo":
-        from fast_timesformer.cli import demo as module
-    elif command == "export":
-        from fast_timesformer.cli import export as module
-    elif command == "convert":
-        from fast_timesformer.cli import convert as module
-    else:
-        from fast_timesformer.cli import check_data as module
-    return module.run
+    """The ``run`` function of a plain command."""
+    return importlib.import_module(f"fast_timesformer.cli.{PLAIN_MODULES[command]}").run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
