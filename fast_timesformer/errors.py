@@ -17,4 +17,11 @@ class FastTimeSformerError(Exception):
     """Base of every error whose message names what is wrong and how to fix it."""
 
 
-__all__ = ["FastTimeSformerError"]
+class OptionError(FastTimeSformerError, ValueError):
+    """An option or argument whose value cannot work (a device this machine lacks, a batch size of 0 ...).
+
+    Raised before any work starts; the message names the option, the value and what to pass instead.
+    """
+
+
+__all__ = ["FastTimeSformerError", "OptionError"]

@@ -29,7 +29,8 @@ from fast_timesformer.checkpoints import (
     save_pretrained,
     swap_attention,
 )
-from fast_timesformer.checkpoints.files import read_torch_file
+from fast_timesformer.checkpoints.files import check_finite, read_torch_file
+from fast_timesformer.checkpoints.validation import check_model_config
 from fast_timesformer.model import FastTimeSformer
 
 logger = logging.getLogger(__name__)
@@ -79,13 +80,20 @@ def export_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLik
             checkpoint, "not a checkpoint written by `fast-timesformer fit` (no model configuration inside)",
             "for other checkpoints use `fast-timesformer convert`",
         )  # fmt: skip
+    if not isinstance(state.get("state_dict"), dict):
+        raise CheckpointError(
+            checkpoint, "no state_dict inside", "pass a checkpoint written by `fast-timesformer fit`"
+        )
+    weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    check_finite(weights, Path(checkpoint))
+    names = check_model_config(
+        extra["model_config"], weights, file=checkpoint, class_names=extra.get("class_names"),
+        where="the checkpoint's model configuration",
+    )  # fmt: skip
     with no_init_weights():  # every tensor is loaded strictly below
         model = FastTimeSformer(**extra["model_config"])
-    weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights, strict=True)
-    save_pretrained(
-        model, directory, preprocessing=extra.get("preprocessing"), class_names=extra.get("class_names")
-    )
+    save_pretrained(model, directory, preprocessing=extra.get("preprocessing"), class_names=names)
     return Path(directory)
 
 

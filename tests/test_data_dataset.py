@@ -143,7 +143,10 @@ def test_bad_video_becomes_a_bad_sample_not_none(videos):
     assert isinstance(sample, BadSample) and sample.path == bad.path and sample.index == 1
     assert "not a video" in sample.reason
     missing = VideoDataset([VideoRecord("/no/such/video.mp4", 0, "gone")], CLASSES, num_frames=4, **SMALL)[0]
-    assert isinstance(missing, BadSample) and missing.reason == "file not found"
+    assert (
+        isinstance(missing, BadSample)
+        and missing.reason == "file not found (check the path and the annotation root)"
+    )
     batch = collate_videos([dataset[0], sample])
     assert batch["video"].shape == (1, 4, 3, 32, 32)
     assert batch["label"].tolist() == [0] and batch["index"].tolist() == [0]

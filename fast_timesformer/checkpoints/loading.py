@@ -43,6 +43,8 @@ from fast_timesformer.checkpoints.files import CheckpointError
 from fast_timesformer.checkpoints.preprocessing import Preprocessing, default_preprocessing
 from fast_timesformer.checkpoints.saving import model_preprocessing
 from fast_timesformer.checkpoints.sources import Checkpoint, read_checkpoint
+from fast_timesformer.checkpoints.validation import config_problems
+from fast_timesformer.errors import OptionError
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +235,9 @@ def _target_config(
         raise CheckpointError(
             ckpt.file, f"the configuration has unknown arguments {unknown}", "upgrade fast-timesformer"
         )
+    problems = config_problems(overrides)
+    if problems:
+        raise OptionError("invalid argument(s) to build the model: " + "; ".join(problems))
     _check_architecture(
         ckpt, {**config, **overrides}, fix="drop the {key}= override, or use a checkpoint with {key}={ours!r}"
     )
@@ -454,6 +459,12 @@ def _attach_metadata(model: nn.Module, ckpt: Checkpoint, report: LoadReport) -> 
     fields = (
         {} if ckpt.kind == "vit" else dict(ckpt.preprocessing)
     )  # an image model's does not describe clips
+    try:  # the stored fields as written (types, ranges), before any arithmetic on them
+        Preprocessing.from_dict({k: v for k, v in fields.items() if k != "num_frames"}, base=default)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            ckpt.file, f"invalid preprocessing ({error})", "fix or remove the field in config.json"
+        ) from None
     crop = default.crop_size
     if (
         fields.get("crop_size", crop) != crop

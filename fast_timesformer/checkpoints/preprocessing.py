@@ -24,6 +24,12 @@ DEFAULT_MEAN, DEFAULT_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 OFFICIAL_SAMPLING_RATE = {8: 32, 16: 16, 96: 4}
 SAMPLINGS = ("dense", "segment")
 OUT_OF_RANGE = ("loop", "repeat_last")
+#: Upper bounds far above any protocol in use (the official ones: 96 frames, 10 clips, 448 px), there only to
+#: refuse a hand-edited value that would hang or exhaust memory (``num_temporal_clips: 1000000``).
+MAXIMA = {
+    "num_frames": 10_000, "sampling_rate": 10_000, "crop_size": 32_768, "short_side": 32_768,
+    "num_temporal_clips": 1000,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,12 @@ class Preprocessing:
             _check_positive_int(name, getattr(self, name))
         if self.short_side is not None:
             _check_positive_int("short_side", self.short_side)
+        for name, largest in MAXIMA.items():
+            value = getattr(self, name)
+            if value is not None and value > largest:
+                raise ValueError(
+                    f"preprocessing {name}={value} is over the largest supported value {largest}"
+                )
         _check_choice("sampling", self.sampling, SAMPLINGS)
         _check_choice("out_of_range", self.out_of_range, OUT_OF_RANGE)
         if self.num_spatial_crops not in (1, 3):

@@ -47,6 +47,7 @@ from fast_timesformer.checkpoints.names import (
     preprocessing_from_hf,
 )
 from fast_timesformer.checkpoints.official import parse_cfg, preprocessing_from_cfg
+from fast_timesformer.checkpoints.validation import check_model_config, config_problems, printable
 
 FORMAT_NAME = "fast-timesformer"
 FORMAT_VERSION = 1
@@ -191,13 +192,24 @@ def _read_ours(folder: Path, meta: dict[str, Any]) -> Checkpoint:
         raise CheckpointError(
             config_file, "expected architecture 'FastTimeSformer' and a 'model' object", REDOWNLOAD
         )
+    problems = config_problems(meta["model"])  # before reading tensors: "dim": "128" is named as such
+    if problems:
+        raise CheckpointError(
+            config_file, "invalid model configuration: " + "; ".join(problems),
+            "fix the field(s), or restore the config.json that save_pretrained wrote with these weights",
+        )  # fmt: skip
     weights = folder / "model.safetensors"
     state_dict = read_safetensors(weights)
     check_finite(state_dict, weights)
-    names = meta.get("class_names")
+    names = check_model_config(
+        meta["model"], state_dict, file=config_file, class_names=meta.get("class_names")
+    )
+    preprocessing = meta.get("preprocessing") or {}
+    if not isinstance(preprocessing, dict):
+        raise CheckpointError(config_file, "preprocessing must be an object", "fix or remove the field")
     return Checkpoint(
         file=weights, kind="fast-timesformer", state_dict=state_dict, config=dict(meta["model"]),
-        class_names=list(names) if names is not None else None, preprocessing=dict(meta.get("preprocessing") or {}),
+        class_names=names, preprocessing=dict(preprocessing),
     )  # fmt: skip
 
 
@@ -226,6 +238,11 @@ def _read_hf(folder: Path, meta: dict[str, Any]) -> Checkpoint:
     vit = meta["model_type"] == "vit"
     state_dict, dropped = hf_to_ours(raw, vit=vit)
     config, names = config_from_hf(meta, folder / "config.json")
+    problems = config_problems(config)
+    if problems:
+        raise CheckpointError(
+            folder / "config.json", "invalid model configuration: " + "; ".join(problems), REDOWNLOAD
+        )
     config["num_classes"] = state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0
     preprocessing = {}
     if (folder / "preprocessor_config.json").is_file():
@@ -239,7 +256,7 @@ def _read_hf(folder: Path, meta: dict[str, Any]) -> Checkpoint:
         )
     return Checkpoint(
         file=file, kind="vit" if vit else "huggingface", state_dict=state_dict, config=config,
-        class_names=names if names and len(names) == config["num_classes"] else None,
+        class_names=[printable(str(n)) for n in names] if names and len(names) == config["num_classes"] else None,
         preprocessing=preprocessing, renamed=len(raw) - len(dropped), dropped=dropped, notes=notes,
     )  # fmt: skip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fast_timesformer.cli.parser import ArgumentParser, error
+from fast_timesformer.cli.parser import ArgumentParser, add_reader_options, error, reader_options
 
 
 def run(argv: list[str]) -> int:
@@ -21,21 +21,31 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    add_reader_options(parser)
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     from fast_timesformer.inference import Predictor
+    from fast_timesformer.inference.devices import resolve_device
 
+    device = resolve_device(args.device)  # before the weights are read: a missing GPU is named as such
     try:
-        predictor = Predictor.from_pretrained(args.weights, device=args.device, batch_size=args.batch_size)
+        predictor = Predictor.from_pretrained(
+            args.weights, device=device, batch_size=args.batch_size, **reader_options(args)
+        )
     except (OSError, ValueError) as problem:  # CheckpointError is a ValueError
         return error("classify", f"cannot load weights {args.weights}: {problem}")
     results, errors = predictor.classify(args.videos, top_k=args.top_k)
     protocol = predictor.protocol
     if args.json:
-        print(json.dumps({"protocol": protocol, "results": results, "errors": errors}, indent=2))
+        # allow_nan=False: bare NaN is not JSON (the predictor refuses non-finite scores before this)
+        print(
+            json.dumps(
+                {"protocol": protocol, "results": results, "errors": errors}, indent=2, allow_nan=False
+            )
+        )
     else:
         for result in results:
             print(f"{result['video']}  ({protocol})")

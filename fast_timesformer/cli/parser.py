@@ -29,10 +29,59 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_reader_options(parser: argparse.ArgumentParser) -> None:
+    """The video reader's limits and ``--allow-images``, for every command that decodes user files."""
+    from fast_timesformer.data.backends.common import (
+        DEFAULT_MAX_DURATION,
+        DEFAULT_MAX_FRAMES,
+        DEFAULT_MAX_PIXELS,
+    )
+
+    group = parser.add_argument_group("video limits (checked before decoding)")
+    group.add_argument(
+        "--max-pixels", type=_positive(int), default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse frames with more pixels (default {DEFAULT_MAX_PIXELS}: 4096x2160)",
+    )  # fmt: skip
+    group.add_argument(
+        "--max-frames", type=_positive(int), default=DEFAULT_MAX_FRAMES, metavar="N",
+        help=f"refuse videos declaring more frames (default {DEFAULT_MAX_FRAMES})",
+    )  # fmt: skip
+    group.add_argument(
+        "--max-duration", type=_positive(float), default=DEFAULT_MAX_DURATION, metavar="SECONDS",
+        help=f"refuse videos declaring a longer duration (default {DEFAULT_MAX_DURATION:.0f})",
+    )  # fmt: skip
+    group.add_argument(
+        "--allow-images",
+        action="store_true",
+        help="accept still images as one-frame videos (default: refuse)",
+    )
+
+
+def reader_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of :class:`~fast_timesformer.inference.Predictor` / ``VideoReader`` from parsed options."""
+    return {
+        "max_pixels": args.max_pixels, "max_frames": args.max_frames, "max_duration": args.max_duration,
+        "allow_images": args.allow_images,
+    }  # fmt: skip
+
+
 def error(command: str, message: str) -> int:
     """Print ``fast-timesformer COMMAND: error: MESSAGE`` to stderr; returns the exit status 1."""
     print(f"fast-timesformer {command}: error: {message}", file=sys.stderr)
     return 1
 
 
-__all__ = ["ArgumentParser", "error"]
+__all__ = ["ArgumentParser", "add_reader_options", "error", "reader_options"]

@@ -34,7 +34,17 @@ from .annotations import (
 )
 from .check import DataProblem, DataReport, check_data, check_video
 from .dataset import BadSample, BadVideoTracker, TooManyBadVideos, VideoDataset, collate_videos
-from .decoding import VideoDecodeError, VideoMetadata, VideoReader, probe_video, read_video_frames
+from .decoding import (
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    VideoDecodeError,
+    VideoMetadata,
+    VideoReader,
+    is_still_image,
+    probe_video,
+    read_video_frames,
+)
 from .sampling import dense_indices, segment_indices
 from .synthetic import MOTION_CLASSES, generate_motion_dataset
 from .transforms import (
@@ -52,6 +62,9 @@ from .transforms import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_DURATION",
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_PIXELS",
     "DEFAULT_MEAN",
     "DEFAULT_STD",
     "MOTION_CLASSES",
@@ -75,6 +88,7 @@ __all__ = [
     "collate_videos",
     "dense_indices",
     "generate_motion_dataset",
+    "is_still_image",
     "horizontal_flip",
     "normalize",
     "probe_video",

@@ -125,6 +125,7 @@ class VideoDataset(torch.utils.data.Dataset):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_frames: int = DEFAULT_MAX_FRAMES,
         max_duration: float = DEFAULT_MAX_DURATION,
+        allow_images: bool = False,
         backend: str = "auto",
         cache_frames: bool = False,
     ):
@@ -160,6 +161,7 @@ class VideoDataset(torch.utils.data.Dataset):
             max_pixels: refuse videos whose declared frame has more pixels than this.
             max_frames: refuse videos declaring more frames than this.
             max_duration: refuse videos declaring more seconds than this.
+            allow_images: accept still images as one-frame videos (refused by default).
             backend: video decoding backend, "auto", "pyav" or "torchcodec".
             cache_frames: keep every decoded video (all its frames, uint8) in memory after its first use,
                 so later epochs only sample and transform. For small datasets such as the built-in one
@@ -198,7 +200,10 @@ class VideoDataset(torch.utils.data.Dataset):
         self.target_fps = target_fps
         self.seed = seed
         self.backend = backend
-        self.limits = {"max_pixels": max_pixels, "max_frames": max_frames, "max_duration": max_duration}
+        self.limits = {
+            "max_pixels": max_pixels, "max_frames": max_frames, "max_duration": max_duration,
+            "allow_images": allow_images,
+        }  # fmt: skip
         train = mode == "train"
         self.num_temporal_clips = 1 if train else num_temporal_clips
         self.num_spatial_crops = 1 if train else num_spatial_crops
@@ -297,9 +302,8 @@ class VideoDataset(torch.utils.data.Dataset):
                     self._cache = (key, frames)
                 clip_tensor = self.eval_transform.view(frames, crop)
         except VideoDecodeError as error:
-            return BadSample(
-                path=record.path, reason=error.reason, index=video_index, view=view, video_shape=shape
-            )
+            reason = error.reason + (f" ({error.fix})" if error.fix else "")  # the fix travels with it
+            return BadSample(path=record.path, reason=reason, index=video_index, view=view, video_shape=shape)
         return {
             "video": clip_tensor,
             "label": record.label,

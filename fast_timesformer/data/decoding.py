@@ -92,6 +92,7 @@ class VideoReader:
         max_frames: int = DEFAULT_MAX_FRAMES,
         max_duration: float = DEFAULT_MAX_DURATION,
         threads: int = 1,
+        allow_images: bool = False,
     ):
         """
         Args:
@@ -101,6 +102,8 @@ class VideoReader:
             max_frames: refuse files whose declared or estimated frame count exceeds this.
             max_duration: refuse files whose declared duration in seconds exceeds this.
             threads: FFmpeg decoding threads per file; 1 suits DataLoader workers (one file per core).
+            allow_images: accept a still image (PNG, JPEG, ...) as a one-frame video; by default it is
+                refused, since a photo given as a video is almost always a mistake.
         """
         self.path = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
         self.backend = resolve_backend(backend)
@@ -121,6 +124,12 @@ class VideoReader:
             codec=source.codec,
         )
         logger.debug("opened %s with %s: %s", self.path, self.backend, self.metadata)
+        if not allow_images and is_still_image(self.metadata):
+            self.close()
+            raise VideoDecodeError(
+                self.path, f"a still image ({self.metadata.codec}), not a video",
+                "pass a video file, or allow_images=True (--allow-images) to use it as a one-frame clip",
+            )  # fmt: skip
 
     def get_frames(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Return the frames at ``indices`` (any order, repeats allowed) as uint8 (T, 3, H, W) RGB upright.
@@ -174,6 +183,19 @@ class VideoReader:
         return f"VideoReader({self.path!r}, backend={self.backend!r})"
 
 
+#: Codecs of still-image files (FFmpeg names); with at most one frame such a file is a picture, not a video.
+#: Animated GIF / APNG / WebP files have more frames and stay videos.
+STILL_IMAGE_CODECS = frozenset({
+    "png", "apng", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gif", "ppm", "pgm", "pbm", "pam",
+    "qoi", "sgi", "targa", "dpx", "exr", "hdr", "pcx", "xbm", "xwd", "sunrast", "jpegxl", "pfm", "dds",
+})  # fmt: skip
+
+
+def is_still_image(metadata: VideoMetadata) -> bool:
+    """Whether an opened file is a single picture (an image codec holding at most one frame)."""
+    return metadata.codec in STILL_IMAGE_CODECS and metadata.num_frames <= 1
+
+
 def read_video_frames(
     path: str | os.PathLike | bytes,
     indices: Sequence[int] | torch.Tensor,
@@ -213,6 +235,7 @@ __all__ = [
     "VideoDecodeError",
     "VideoMetadata",
     "VideoReader",
+    "is_still_image",
     "probe_video",
     "read_video_frames",
     "resolve_backend",

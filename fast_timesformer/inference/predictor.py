@@ -18,9 +18,23 @@ from torch import nn
 
 from fast_timesformer.checkpoints import Preprocessing
 from fast_timesformer.checkpoints.saving import model_preprocessing
-from fast_timesformer.data import VideoDataset, VideoDecodeError, VideoRecord, collate_videos
+from fast_timesformer.data import (
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    VideoDataset,
+    VideoDecodeError,
+    VideoRecord,
+    collate_videos,
+)
+from fast_timesformer.errors import FastTimeSformerError, OptionError
+from fast_timesformer.inference.devices import resolve_device
 from fast_timesformer.inference.views import aggregate_views, describe_protocol
 from fast_timesformer.weights import from_pretrained
+
+
+class NonFiniteOutputError(FastTimeSformerError, RuntimeError):
+    """The model produced NaN or infinite scores: they are never printed as probabilities."""
 
 
 class Predictor:
@@ -30,8 +44,11 @@ class Predictor:
         model: a FastTimeSformer (put in eval mode and moved to ``device``).
         preprocessing: how clips are made (default: the model's ``preprocessing`` attribute).
         class_names: one name per output (default: the model's ``class_names``, else "0", "1", ...).
-        device: torch device the model runs on.
+        device: torch device the model runs on (checked to exist: :func:`~.devices.resolve_device`).
         batch_size: views per forward pass.
+        max_pixels, max_frames, max_duration: the reader's limits (:class:`~fast_timesformer.data.VideoReader`):
+            a file over them is refused before decoding, with the option to raise.
+        allow_images: score a still image as a one-frame video (refused by default).
     """
 
     def __init__(
@@ -42,10 +59,25 @@ class Predictor:
         class_names: Sequence[str] | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 8,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_frames: int = DEFAULT_MAX_FRAMES,
+        max_duration: float = DEFAULT_MAX_DURATION,
+        allow_images: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = torch.device(device)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise OptionError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for name, value in (
+            ("max_pixels", max_pixels),
+            ("max_frames", max_frames),
+            ("max_duration", max_duration),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise OptionError(f"{name} must be a positive number, got {value!r}")
+        self.limits = {
+            "max_pixels": max_pixels, "max_frames": max_frames, "max_duration": max_duration,
+            "allow_images": allow_images,
+        }  # fmt: skip
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessing = preprocessing or model_preprocessing(model)  # stored, else the default protocol
         names = class_names if class_names is not None else getattr(model, "class_names", None)
@@ -54,10 +86,14 @@ class Predictor:
 
     @classmethod
     def from_pretrained(
-        cls, weights: str | os.PathLike, *, device: str | torch.device = "cpu", batch_size: int = 8
+        cls, weights: str | os.PathLike, *, device: str | torch.device = "cpu", **options: Any
     ) -> Predictor:
-        """Load a weights folder (or any source :func:`~fast_timesformer.weights.from_pretrained` reads)."""
-        return cls(from_pretrained(weights), device=device, batch_size=batch_size)
+        """Load a weights folder (or any source :func:`~fast_timesformer.weights.from_pretrained` reads).
+
+        ``device`` is checked before the weights are read; ``options`` are the constructor's keywords.
+        """
+        device = resolve_device(device)
+        return cls(from_pretrained(weights), device=device, **options)
 
     @property
     def protocol(self) -> str:
@@ -78,7 +114,7 @@ class Predictor:
             sampling=prep.sampling, sampling_rate=prep.sampling_rate, mode="test", crop_size=prep.crop_size,
             short_side=prep.short_side, num_temporal_clips=prep.num_temporal_clips,
             num_spatial_crops=prep.num_spatial_crops, mean=prep.mean, std=prep.std,
-            out_of_range=prep.out_of_range, max_bad_fraction=1.0,
+            out_of_range=prep.out_of_range, max_bad_fraction=1.0, **self.limits,
         )  # fmt: skip
 
     @torch.inference_mode()
@@ -101,6 +137,11 @@ class Predictor:
         if not logits:
             raise VideoDecodeError(path, "no frames could be decoded")
         logits = torch.cat(logits)  # (views, C)
+        if not torch.isfinite(logits).all():
+            raise NonFiniteOutputError(
+                f"the model gave non-finite scores for {path!r}: its weights or preprocessing are broken "
+                "(re-export the weights folder)"
+            )
         views = torch.arange(len(logits))
         zeros = torch.zeros_like(views)
         return aggregate_views(logits, zeros, zeros, views).scores[0]
@@ -120,7 +161,8 @@ class Predictor:
             try:
                 scores = self.scores(path)
             except VideoDecodeError as error:
-                errors.append({"video": path, "error": error.reason})
+                fix = f" ({error.fix})" if error.fix else ""
+                errors.append({"video": path, "error": error.reason + fix})
                 continue
             values, indices = scores.topk(min(top_k, len(self.class_names)))
             predictions = [
@@ -138,13 +180,14 @@ def classify_videos(
     top_k: int = 5,
     batch_size: int = 8,
     device: str = "cpu",
+    **options: Any,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]], str]:
     """Classify video files with a weights folder; returns (results, errors, protocol).
 
     The probabilities are averaged over the views the weights were trained to be evaluated with; see
-    :meth:`Predictor.classify` for the entries.
+    :meth:`Predictor.classify` for the entries; ``options`` are :class:`Predictor`'s reader limits.
     """
-    predictor = Predictor.from_pretrained(weights, device=device, batch_size=batch_size)
+    predictor = Predictor.from_pretrained(weights, device=device, batch_size=batch_size, **options)
     results, errors = predictor.classify(videos, top_k=top_k)
     return results, errors, predictor.protocol
 

@@ -21,8 +21,9 @@ import torch
 
 from fast_timesformer.errors import FastTimeSformerError
 
-# 4096 x 4096 covers UHD (3840x2160) and DCI 4K; anything larger is almost always a broken header.
-DEFAULT_MAX_PIXELS = 4096 * 4096
+# DCI 4K (4096 x 2160, and UHD 3840 x 2160 either way up). A clip is resized to ~224 px anyway; a larger
+# frame costs gigabytes to decode (4096 x 4096: 1.35 GB peak for 3 frames) and is refused with the fix.
+DEFAULT_MAX_PIXELS = 4096 * 2160
 # ~4.6 hours at 30 fps: longer files are not clips, and a bogus header must not start a huge loop.
 DEFAULT_MAX_FRAMES = 500_000
 DEFAULT_MAX_DURATION = 4 * 3600.0
@@ -109,19 +110,19 @@ def check_limits(
             path,
             f"declared frame size {width}x{height} ({width * height} pixels) exceeds max_pixels="
             f"{int(limits['max_pixels'])}; refused before decoding",
-            "resize the video or raise max_pixels",
+            "resize the video, or raise max_pixels (--max-pixels on the command line)",
         )
     if num_frames > limits["max_frames"]:
         raise VideoDecodeError(
             path,
             f"declared length {num_frames} frames exceeds max_frames={int(limits['max_frames'])}",
-            "cut the video into clips or raise max_frames",
+            "cut the video into clips, or raise max_frames (--max-frames)",
         )
     if duration > limits["max_duration"]:
         raise VideoDecodeError(
             path,
             f"declared duration {duration:.1f} s exceeds max_duration={limits['max_duration']:.0f} s",
-            "cut the video into clips or raise max_duration",
+            "cut the video into clips, or raise max_duration (--max-duration)",
         )
 
 
