@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from video_fixtures import frame_ids, write_video
+from video_fixtures import frame_ids, motion_root, write_video  # noqa: F401 - motion_root is a fixture
 
 from fast_timesformer.data import (
     BadSample,
@@ -234,3 +235,24 @@ def test_constructor_errors(videos):
         VideoDataset(records, ["a"], num_frames=4)
     with pytest.raises(ValueError, match="classes"):
         VideoDataset(records, None, num_frames=4)
+
+
+def test_a_bit_flip_is_a_bad_sample_when_checksums_are_verified(motion_root, tmp_path):  # noqa: F811
+    import shutil
+
+    from fast_timesformer.data import read_annotations
+
+    copy = tmp_path / "train"
+    shutil.copytree(motion_root / "train", copy)
+    annotation_set = read_annotations(copy / "manifest.csv")
+    victim = annotation_set.records[0]
+    data = bytearray(Path(victim.path).read_bytes())
+    data[len(data) // 2] ^= 0x10
+    Path(victim.path).write_bytes(bytes(data))
+    options = dict(num_frames=4, sampling_rate=2, crop_size=16, mode="test", num_spatial_crops=1)
+    checked = VideoDataset(annotation_set.records, annotation_set.classes, cache_frames=True,
+                           verify_checksums=True, max_bad_fraction=1.0, **options)  # fmt: skip
+    assert isinstance(checked[0], BadSample) and "sha256" in checked[0].reason
+    assert not isinstance(checked[1], BadSample)
+    unchecked = VideoDataset(annotation_set.records, annotation_set.classes, cache_frames=True, **options)
+    assert not isinstance(unchecked[0], BadSample)  # the flip still decodes: only the checksum sees it

@@ -29,7 +29,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive(kind: type) -> Any:
+def positive(kind: type) -> Any:
+    """An argparse ``type`` accepting only positive values of ``kind`` (int or float)."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -52,15 +54,15 @@ def add_reader_options(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("video limits (checked before decoding)")
     group.add_argument(
-        "--max-pixels", type=_positive(int), default=DEFAULT_MAX_PIXELS, metavar="N",
+        "--max-pixels", type=positive(int), default=DEFAULT_MAX_PIXELS, metavar="N",
         help=f"refuse frames with more pixels (default {DEFAULT_MAX_PIXELS}: 4096x2160)",
     )  # fmt: skip
     group.add_argument(
-        "--max-frames", type=_positive(int), default=DEFAULT_MAX_FRAMES, metavar="N",
+        "--max-frames", type=positive(int), default=DEFAULT_MAX_FRAMES, metavar="N",
         help=f"refuse videos declaring more frames (default {DEFAULT_MAX_FRAMES})",
     )  # fmt: skip
     group.add_argument(
-        "--max-duration", type=_positive(float), default=DEFAULT_MAX_DURATION, metavar="SECONDS",
+        "--max-duration", type=positive(float), default=DEFAULT_MAX_DURATION, metavar="SECONDS",
         help=f"refuse videos declaring a longer duration (default {DEFAULT_MAX_DURATION:.0f})",
     )  # fmt: skip
     group.add_argument(
@@ -84,4 +86,4 @@ def error(command: str, message: str) -> int:
     return 1
 
 
-__all__ = ["ArgumentParser", "add_reader_options", "error", "reader_options"]
+__all__ = ["ArgumentParser", "add_reader_options", "error", "positive", "reader_options"]

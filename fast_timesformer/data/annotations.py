@@ -34,6 +34,7 @@ import io
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def read_list(
     classes: Sequence[str] | str | os.PathLike | None = None,
     encoding: str = "utf-8",
     split: str | None = None,
+    allow_outside_root: bool = False,
 ) -> AnnotationSet:
     """Read a ``path label`` list (whitespace or comma separated, optional header). See the module docstring.
 
@@ -103,7 +105,8 @@ def read_list(
         logger.info("using class names from %s", path.parent / "classes.txt")
     rows: list[tuple[int, str]] = []
     tokens: list[tuple[int, str]] = []
-    path_col, label_col, split_col, width = 0, 1, None, 2
+    path_col, label_col, split_col, sha_col, width = 0, 1, None, None, 2
+    digests: list[str | None] = []
     header_seen = False
     splits_seen: set[str] = set()
     for number, raw in enumerate(read_text_lines(path, encoding), start=1):
@@ -119,6 +122,7 @@ def read_list(
                 path_col = next(lowered.index(n) for n in _PATH_COLUMNS if n in lowered)
                 label_col = next(lowered.index(n) for n in _LABEL_COLUMNS if n in lowered)
                 split_col = lowered.index("split") if "split" in lowered else None
+                sha_col = lowered.index("sha256") if "sha256" in lowered else None
                 width, header_seen = len(fields), True
                 continue
         if len(fields) != width:
@@ -135,6 +139,7 @@ def read_list(
                 continue
         rows.append((number, fields[path_col]))
         tokens.append((number, fields[label_col]))
+        digests.append(fields[sha_col].lower() or None if sha_col is not None else None)
     if split is not None and split_col is None:
         raise AnnotationError(path, None, f"split={split!r} was given but the file has no 'split' column")
     if split is None and len(splits_seen) > 1:
@@ -150,8 +155,13 @@ def read_list(
         raise empty_annotation(path, what)
     labels, names = resolve_labels(path, tokens, given)
     records = [
-        VideoRecord(path=join_root(root_dir, relative), label=label, video_id=_video_id(relative))
-        for (_, relative), label in zip(rows, labels)
+        VideoRecord(
+            path=join_root(root_dir, relative, file=path, line=number, allow_outside=allow_outside_root),
+            label=label,
+            video_id=_video_id(relative),
+            sha256=digest,
+        )  # fmt: skip
+        for (number, relative), label, digest in zip(rows, labels, digests)
     ]
     return AnnotationSet(records=records, classes=names, source=str(path), format="list")
 
@@ -217,6 +227,7 @@ def read_annotations(
     classes: Sequence[str] | str | os.PathLike | None = None,
     encoding: str = "utf-8",
     split: str | None = None,
+    allow_outside_root: bool = False,
 ) -> AnnotationSet:
     """Read any supported annotation into an `AnnotationSet` (see the module docstring).
 
@@ -227,6 +238,9 @@ def read_annotations(
         classes: class names (a list, or a file with one per line; for SSv2 also the labels JSON).
         encoding: text encoding of the annotation files.
         split: rows of this split only, for files with a ``split`` column (lists with a header, Kinetics CSV).
+        allow_outside_root: accept relative video paths that leave ``root`` (``../..``); refused by default.
+
+    Duplicate entries (the same video listed twice) are kept, as listed, with a warning: each copy counts.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown annotation format {format!r}; choose one of {FORMATS}")
@@ -237,14 +251,36 @@ def read_annotations(
         if classes is not None:
             raise ValueError("classes= is not used with format='folder': classes are the sorted folder names")
         return read_folder(path)
+    common = dict(root=root, classes=classes, encoding=encoding, allow_outside_root=allow_outside_root)
     if chosen == "list":
-        return read_list(path, root=root, classes=classes, encoding=encoding, split=split)
-    if chosen == "kinetics_csv":
-        return read_kinetics_csv(path, root=root, classes=classes, encoding=encoding, split=split)
-    if split is not None:
+        annotation_set = read_list(path, split=split, **common)
+    elif chosen == "kinetics_csv":
+        annotation_set = read_kinetics_csv(path, split=split, **common)
+    elif split is not None:
         raise ValueError(f"split= is only used with 'list' and 'kinetics_csv' annotations, not {chosen!r}")
-    reader = {"ssv2_json": read_ssv2_json, "ucf101": read_ucf101}
-    return reader[chosen](path, root=root, classes=classes, encoding=encoding)
+    else:
+        annotation_set = {"ssv2_json": read_ssv2_json, "ucf101": read_ucf101}[chosen](path, **common)
+    warn_duplicates(annotation_set)
+    return annotation_set
+
+
+def duplicate_paths(annotation_set: AnnotationSet) -> dict[str, int]:
+    """Video paths listed more than once, with how many times."""
+    counts = Counter(record.path for record in annotation_set.records)
+    return {path: count for path, count in counts.items() if count > 1}
+
+
+def warn_duplicates(annotation_set: AnnotationSet) -> None:
+    """Log a warning naming the duplicates: a twice-listed video weighs double in training and metrics."""
+    duplicates = duplicate_paths(annotation_set)
+    if duplicates:
+        extra = sum(duplicates.values()) - len(duplicates)
+        example, count = next(iter(duplicates.items()))
+        logger.warning(
+            "%s: %d videos are listed more than once (%d extra entries, e.g. %s x%d); each entry counts as "
+            "listed -- remove the duplicates unless that weighting is intended",
+            annotation_set.source, len(duplicates), extra, example, count,
+        )  # fmt: skip
 
 
 __all__ = [
@@ -254,6 +290,7 @@ __all__ = [
     "AnnotationSet",
     "VideoRecord",
     "detect_format",
+    "duplicate_paths",
     "read_annotations",
     "read_folder",
     "read_kinetics_csv",

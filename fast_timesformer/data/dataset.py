@@ -128,6 +128,7 @@ class VideoDataset(torch.utils.data.Dataset):
         allow_images: bool = False,
         backend: str = "auto",
         cache_frames: bool = False,
+        verify_checksums: bool = False,
     ):
         """
         Args:
@@ -162,6 +163,8 @@ class VideoDataset(torch.utils.data.Dataset):
             max_frames: refuse videos declaring more frames than this.
             max_duration: refuse videos declaring more seconds than this.
             allow_images: accept still images as one-frame videos (refused by default).
+            verify_checksums: compare records' ``sha256`` (decoded frames) whenever a video is decoded whole
+                (``cache_frames``); a mismatch makes the video a bad sample.
             backend: video decoding backend, "auto", "pyav" or "torchcodec".
             cache_frames: keep every decoded video (all its frames, uint8) in memory after its first use,
                 so later epochs only sample and transform. For small datasets such as the built-in one
@@ -230,6 +233,7 @@ class VideoDataset(torch.utils.data.Dataset):
         )
         self._cache: tuple[tuple[int, int], torch.Tensor] | None = None  # last decoded (video, clip)
         self.cache_frames = cache_frames
+        self.verify_checksums = verify_checksums
         self._videos: dict[int, tuple[torch.Tensor, float]] = {}  # video index -> (all frames, fps)
 
     @property
@@ -277,7 +281,17 @@ class VideoDataset(torch.utils.data.Dataset):
             meta = reader.metadata
             size = meta.num_frames * 3 * meta.width * meta.height
             if self.cache_frames and size <= CACHE_MAX_BYTES:
-                self._videos[video_index] = (reader.get_frames(range(meta.num_frames)), meta.fps)
+                frames = reader.get_frames(range(meta.num_frames))
+                expected = self.records[video_index].sha256
+                if self.verify_checksums and expected is not None:
+                    from .synthetic import frames_sha256
+
+                    if frames_sha256(frames) != expected:
+                        raise VideoDecodeError(
+                            reader.path, "decoded frames do not match the annotation's sha256",
+                            "the file changed or is corrupt: regenerate or re-download it",
+                        )  # fmt: skip
+                self._videos[video_index] = (frames, meta.fps)
                 return self._decode(video_index, clip, generator)
             indices = self.clip_indices(meta.num_frames, fps=meta.fps, clip=clip, generator=generator)
             return reader.get_frames(indices)  # uint8 (T, C, H, W)

@@ -19,10 +19,20 @@ from .records import (
     VideoRecord,
     empty_annotation,
     given_classes,
+    is_within,
     join_root,
+    outside_root,
     read_text_lines,
     resolve_labels,
 )
+
+
+def _built(root: Path, video: Path, file: Path, line: int | None, allow_outside: bool) -> str:
+    """A video path built from annotation fields (label folder, id), refused if the fields lead out of root."""
+    joined = os.path.normpath(video)
+    if not allow_outside and not is_within(joined, root):
+        raise outside_root(file, line, os.path.relpath(joined, root), root)
+    return joined
 
 
 def read_kinetics_csv(
@@ -32,6 +42,7 @@ def read_kinetics_csv(
     classes: Sequence[str] | str | os.PathLike | None = None,
     encoding: str = "utf-8",
     split: str | None = None,
+    allow_outside_root: bool = False,
 ) -> AnnotationSet:
     """Read an official Kinetics CSV (see the module docstring for where files are expected).
 
@@ -68,14 +79,20 @@ def read_kinetics_csv(
     folder_of: dict[str, Path] = {}
     for label_name in {label for _, label, _ in entries}:
         for candidate in (root_dir / label_name, root_dir / label_name.replace(" ", "_")):
+            if not allow_outside_root and not is_within(candidate, root_dir):
+                raise outside_root(path, None, label_name, root_dir)
             if candidate.is_dir():
                 folder_of[label_name] = candidate
                 break
         else:
             folder_of[label_name] = root_dir  # flat layout
     records = [
-        VideoRecord(path=str(folder_of[label_name] / f"{stem}.mp4"), label=label, video_id=stem)
-        for (_, label_name, stem), label in zip(entries, labels)
+        VideoRecord(
+            path=_built(root_dir, folder_of[label_name] / f"{stem}.mp4", path, number, allow_outside_root),
+            label=label,
+            video_id=stem,
+        )  # fmt: skip
+        for (number, label_name, stem), label in zip(entries, labels)
     ]
     return AnnotationSet(records=records, classes=names, source=str(path), format="kinetics_csv")
 
@@ -113,6 +130,7 @@ def read_ssv2_json(
     root: str | os.PathLike | None = None,
     classes: Sequence[str] | str | os.PathLike | None = None,
     encoding: str = "utf-8",
+    allow_outside_root: bool = False,
 ) -> AnnotationSet:
     """Read a Something-Something v2 split JSON (see the module docstring)."""
     path = Path(path)
@@ -139,9 +157,8 @@ def read_ssv2_json(
         if name not in index:
             raise AnnotationError(path, None, f"entry {position} (id {entry['id']}): unknown label {name!r}")
         video_id = str(entry["id"])
-        records.append(
-            VideoRecord(path=str(root_dir / f"{video_id}.webm"), label=index[name], video_id=video_id)
-        )
+        video = _built(root_dir, root_dir / f"{video_id}.webm", path, None, allow_outside_root)
+        records.append(VideoRecord(path=video, label=index[name], video_id=video_id))
     return AnnotationSet(records=records, classes=names, source=str(path), format="ssv2_json")
 
 
@@ -151,6 +168,7 @@ def read_ucf101(
     root: str | os.PathLike | None = None,
     classes: Sequence[str] | str | os.PathLike | None = None,
     encoding: str = "utf-8",
+    allow_outside_root: bool = False,
 ) -> AnnotationSet:
     """Read a UCF101 ``trainlist0N.txt`` / ``testlist0N.txt`` with ``classInd.txt`` (see the module docstring)."""
     path = Path(path)
@@ -192,7 +210,11 @@ def read_ucf101(
                 path, number, f"unknown label: class folder {folder!r} is not in classInd.txt"
             )
         records.append(
-            VideoRecord(path=join_root(root_dir, relative), label=label, video_id=Path(relative).stem)
+            VideoRecord(
+                path=join_root(root_dir, relative, file=path, line=number, allow_outside=allow_outside_root),
+                label=label,
+                video_id=Path(relative).stem,
+            )  # fmt: skip
         )
     if not records:
         raise empty_annotation(path, "no lines")

@@ -39,6 +39,8 @@ class VideoRecord:
     path: str
     label: int
     video_id: str
+    #: sha256 of the decoded frames (``synthetic.frames_sha256``) when the manifest has a ``sha256`` column
+    sha256: str | None = None
 
 
 @dataclass
@@ -149,9 +151,39 @@ def resolve_labels(
     return [index[token] for _, token in tokens], names
 
 
-def join_root(root: Path, relative: str) -> str:
-    """``relative`` (an annotation's video path) joined to ``root`` and normalised; absolute paths stay."""
-    return os.path.normpath(os.path.join(root, relative))
+def join_root(
+    root: Path,
+    relative: str,
+    *,
+    file: Path | None = None,
+    line: int | None = None,
+    allow_outside: bool = False,
+) -> str:
+    """``relative`` (an annotation's video path) joined to ``root`` and normalised; absolute paths stay.
+
+    A relative path that climbs out of ``root`` (``../../etc/passwd``) is an :class:`AnnotationError` unless
+    ``allow_outside``: an annotation file from elsewhere must not make training open arbitrary files. An
+    absolute path is the annotation author's explicit choice and is kept.
+    """
+    joined = os.path.normpath(os.path.join(root, relative))
+    if not allow_outside and not os.path.isabs(relative) and not is_within(joined, root):
+        raise outside_root(file, line, relative, root)
+    return joined
+
+
+def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether normalised ``path`` lies inside ``root`` (lexically; symlinks are the user's own)."""
+    path, root = os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(root))
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def outside_root(file: Path | None, line: int | None, relative: str, root: Path) -> AnnotationError:
+    """The error for a video path that leaves the annotation root."""
+    return AnnotationError(
+        file or root, line,
+        f"video path {relative!r} leaves the root folder {str(root)!r}; fix the path, or allow it explicitly "
+        "(allow_outside_root=True; --data.allow_outside_root true / --allow-outside-root on the command line)",
+    )  # fmt: skip
 
 
 def empty_annotation(path: Path, what: str) -> AnnotationError:
@@ -165,8 +197,10 @@ __all__ = [
     "VideoRecord",
     "empty_annotation",
     "given_classes",
+    "is_within",
     "join_root",
     "load_class_file",
+    "outside_root",
     "read_text_lines",
     "resolve_labels",
 ]

@@ -16,8 +16,35 @@ from torch.utils.data import DataLoader
 
 from fast_timesformer.checkpoints import Preprocessing
 from fast_timesformer.data import VideoDataset, collate_videos, read_annotations, read_folder
+from fast_timesformer.errors import OptionError
 from fast_timesformer.inference.views import describe_protocol
 from fast_timesformer.training.seeding import EpochIndexSampler, SeededItems
+
+
+def _check_options(given: dict[str, Any]) -> None:
+    """Refuse values that cannot work before anything is read, naming the ``--data.`` option."""
+    problems = []
+    for name in ("num_frames", "sampling_rate", "crop_size", "batch_size", "eval_batch_size",
+                 "val_num_temporal_clips", "test_num_temporal_clips"):  # fmt: skip
+        value = given[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"--data.{name} must be a positive integer, got {value!r}")
+    for name in ("val_num_spatial_crops", "test_num_spatial_crops"):
+        if given[name] not in (1, 3):
+            problems.append(f"--data.{name} must be 1 or 3, got {given[name]!r}")
+    if not isinstance(given["num_workers"], int) or given["num_workers"] < 0:
+        problems.append(f"--data.num_workers must be 0 or more, got {given['num_workers']!r}")
+    if not 0 <= given["max_bad_fraction"] <= 1:
+        problems.append(f"--data.max_bad_fraction must be in [0, 1], got {given['max_bad_fraction']!r}")
+    low, high = given["scale_range"]
+    if not 0 < low <= high:
+        problems.append(
+            f"--data.scale_range must be [low, high] with 0 < low <= high, got {list(given['scale_range'])}"
+        )
+    if any(value <= 0 for value in given["std"]):
+        problems.append(f"--data.std must be positive (it divides the pixels), got {list(given['std'])}")
+    if problems:
+        raise OptionError("; ".join(problems))
 
 
 class VideoDataModule(LightningDataModule):
@@ -60,6 +87,11 @@ class VideoDataModule(LightningDataModule):
             of a split cannot be decoded; below it, bad videos are skipped and counted.
         cache_frames: decode each video once and keep its frames in memory (small datasets such as the
             built-in one: later epochs only crop and normalise). Each DataLoader worker keeps its own copy.
+        verify_checksums: where the annotation has a ``sha256`` column (the built-in datasets), compare the
+            checksum whenever a video is decoded whole (with ``cache_frames``: once per video and worker, at
+            no extra decoding); a mismatch is a skipped, counted bad video. ``check-data`` always verifies.
+        allow_images: accept still images as one-frame videos (refused by default).
+        allow_outside_root: accept relative video paths that leave ``root`` (``../..``; refused by default).
         seed: seed of the training sampler's shuffling and of augmentation (identical on every rank, as DDP
             requires; None: the run's ``seed_everything`` value, else 0).
     """
@@ -92,13 +124,20 @@ class VideoDataModule(LightningDataModule):
         num_workers: int = 4,
         max_bad_fraction: float = 0.01,
         cache_frames: bool = False,
+        verify_checksums: bool = False,
+        allow_images: bool = False,
+        allow_outside_root: bool = False,
         seed: int | None = None,
     ) -> None:
         super().__init__()
         if not any((train, val, test, predict)):
-            raise ValueError("VideoDataModule needs at least one of train, val, test or predict annotations")
+            raise OptionError(
+                "VideoDataModule needs at least one of train, val, test or predict annotations "
+                "(--data.train FILE ...)"
+            )
         if sampling not in ("dense", "segment"):
-            raise ValueError(f"unknown sampling {sampling!r}; expected 'dense' or 'segment'")
+            raise OptionError(f"unknown --data.sampling {sampling!r}; expected 'dense' or 'segment'")
+        _check_options(locals())
         # Not merged into the logged hparams: names such as num_frames and seed also exist on the model.
         self.save_hyperparameters(logger=False)
         self.classes = self._read_classes()
@@ -146,7 +185,10 @@ class VideoDataModule(LightningDataModule):
                     f"classes ({len(classes)}): pass --data.classes with one list for every split"
                 )
             return annotations
-        return read_annotations(source, format=self.hparams.format, root=self.hparams.root, classes=classes)
+        return read_annotations(
+            source, format=self.hparams.format, root=self.hparams.root, classes=classes,
+            allow_outside_root=self.hparams.allow_outside_root,
+        )  # fmt: skip
 
     def views(self, stage: str) -> tuple[int, int]:
         """(temporal clips, spatial crops) scored per video in ``stage``."""
@@ -186,6 +228,7 @@ class VideoDataModule(LightningDataModule):
             num_temporal_clips=clips, num_spatial_crops=crops, flip=hp.flip and mode == "train",
             mean=tuple(hp.mean), std=tuple(hp.std), out_of_range=hp.out_of_range, seed=self.seed,
             max_bad_fraction=hp.max_bad_fraction, cache_frames=hp.cache_frames,
+            verify_checksums=hp.verify_checksums, allow_images=hp.allow_images,
         )  # fmt: skip
 
     def setup(self, stage: str) -> None:

@@ -101,6 +101,7 @@ def make_data(root: str | os.PathLike, recipe: DemoRecipe, seed: int) -> Any:
         flip=False,  # a flip turns "left" into "right"
         val_num_temporal_clips=1, val_num_spatial_crops=1, test_num_temporal_clips=1, test_num_spatial_crops=1,
         batch_size=recipe.batch_size, eval_batch_size=64, num_workers=0, cache_frames=True, seed=seed,
+        verify_checksums=True,  # the manifest's sha256, compared at the one full decode the cache does
     )  # fmt: skip
 
 
