@@ -263,3 +263,25 @@ def test_demo_config_is_the_demo_recipe_and_trains(motion, tmp_path):
         "--trainer.enable_progress_bar", "false",
     ]) == 0  # fmt: skip
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_fit_cli_protects_the_run_folder(trained, tmp_path, capsys):
+    config, run = trained
+    copy = tmp_path / "run"
+    os.makedirs(copy / "checkpoints")
+    (copy / "checkpoints" / "last.ckpt").write_bytes((run / "checkpoints" / "last.ckpt").read_bytes())
+    (copy / "metrics.csv").write_text((run / "metrics.csv").read_text() + "0,,7,,,9.9,,,\n")
+    args = ["fit", "--config", str(config), "--trainer.default_root_dir", str(copy)]
+    assert main(args) == 1
+    assert "already holds the checkpoints" in capsys.readouterr().err
+    assert main([*args, "--ckpt_path", "last", "--model.lr", "0.5"]) == 1
+    assert "--model.lr 0.5" in capsys.readouterr().err
+    for bad in ("/nonexistent.ckpt", str(copy / "metrics.csv")):
+        assert main([*args, "--ckpt_path", bad]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("\n") == 1
+    assert main([*args, "--trainer.accelerator", "cuda"]) == 1
+    assert "not available" in capsys.readouterr().err
+    assert main([*args, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
+    steps = [int(row["step"]) for row in read_csv(copy / "metrics.csv")]
+    assert steps == sorted(steps) and 7 not in steps[:4]  # the row logged after the checkpoint was dropped

@@ -150,8 +150,9 @@ def read_torch_file(file: Path) -> Any:
             "only open checkpoints you trust; if you trust this one, load it yourself and re-save "
             "just its state dict (torch.save(obj['model_state'], path)) or convert it to safetensors",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise CheckpointError(file, f"unreadable PyTorch checkpoint ({error})", REDOWNLOAD) from None
+    except Exception as error:  # noqa: BLE001  garbage bytes reach the unpickler's internals (IndexError ...)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(file, f"unreadable PyTorch checkpoint ({reason})", REDOWNLOAD) from None
 
 
 def read_file(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

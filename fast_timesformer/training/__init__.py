@@ -21,6 +21,7 @@ Example::
 
 from fast_timesformer.training.callbacks import (
     AtomicCheckpointIO,
+    CheckpointWriteError,
     NonFiniteLossError,
     NonFiniteWeightsError,
     RunCheckpoint,
@@ -32,6 +33,7 @@ from fast_timesformer.training.optim import WarmupCosine, WarmupSteps, parameter
 
 __all__ = [
     "AtomicCheckpointIO",
+    "CheckpointWriteError",
     "NonFiniteLossError",
     "NonFiniteWeightsError",
     "RunCSVLogger",

@@ -8,8 +8,10 @@
 * :class:`AtomicCheckpointIO` is a Lightning ``CheckpointIO`` plugin. Every checkpoint (``last.ckpt``, the
   best one, ``trainer.save_checkpoint``) is written to a temporary file in the same folder, flushed to
   disk and then renamed over the target, so a write that fails halfway -- a full disk, a killed job --
-  leaves the previous checkpoint intact and loadable. It refuses to write weights that are NaN or infinite.
-  Loading uses ``torch.load(weights_only=True)`` unless the caller explicitly asks otherwise.
+  leaves the previous checkpoint intact and loadable; a failed write is a one-line
+  :class:`CheckpointWriteError` naming the path and the free space. It refuses to write weights that are
+  NaN or infinite. Loading uses ``torch.load(weights_only=True)`` unless the caller explicitly asks
+  otherwise, and a bad file is a one-line ``CheckpointError``.
 * :class:`NonFiniteLossError` is what :class:`~fast_timesformer.training.VideoClassifier` raises when a
   training loss is NaN or infinite, before the backward pass, so no bad step reaches the weights.
 
@@ -20,7 +22,11 @@ The ``fast-timesformer`` command installs the plugin by default; with the Python
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +35,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from fast_timesformer.checkpoints import atomic_write, non_finite_tensors
+from fast_timesformer.checkpoints import CheckpointError, atomic_write, non_finite_tensors
+from fast_timesformer.checkpoints.files import REDOWNLOAD, read_torch_file
 from fast_timesformer.errors import FastTimeSformerError
 
 
@@ -39,6 +46,22 @@ class NonFiniteLossError(FastTimeSformerError, RuntimeError):
 
 class NonFiniteWeightsError(FastTimeSformerError, RuntimeError):
     """A checkpoint was about to be written with NaN or infinite weights."""
+
+
+class CheckpointWriteError(FastTimeSformerError, OSError):
+    """A checkpoint could not be written (full disk, no permission); the previous file at its path is kept."""
+
+    def __init__(self, path: str, folder: str, error: BaseException) -> None:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e6:.0f} MB free there"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(
+            f"could not write checkpoint {path} ({reason}; {free}). The previous checkpoint at that path is "
+            f"kept and loadable; free disk space or point --trainer.default_root_dir elsewhere, then resume "
+            f"with --ckpt_path last"
+        )
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -104,8 +127,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "gradient clipping (--trainer.gradient_clip_val 1.0)."
             )
         path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        atomic_write((path, lambda tmp: _torch_save(checkpoint, tmp)))
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            atomic_write((path, lambda tmp: _torch_save(checkpoint, tmp)))
+        except (OSError, RuntimeError) as error:  # a full disk: torch's "unexpected pos" RuntimeError
+            raise CheckpointWriteError(path, folder, error) from None
 
     def load_checkpoint(
         self,
@@ -113,10 +140,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Callable | None = lambda storage, loc: storage,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        """Load a checkpoint; ``weights_only`` defaults to True (no arbitrary code from pickles)."""
-        return super().load_checkpoint(
-            path, map_location=map_location, weights_only=weights_only is not False
-        )
+        """Load a checkpoint; ``weights_only`` defaults to True (no arbitrary code from pickles).
+
+        An unreadable, empty, truncated or malicious file raises a one-line
+        :class:`~fast_timesformer.checkpoints.CheckpointError` naming it (never an unpickling traceback).
+        """
+        try:
+            return super().load_checkpoint(
+                path, map_location=map_location, weights_only=weights_only is not False
+            )
+        except FileNotFoundError:
+            raise CheckpointError(path, "no such file", "check the path (or use --ckpt_path last)") from None
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile):
+            if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
+                read_torch_file(Path(path))  # raises the reader's precise CheckpointError
+            raise CheckpointError(path, "unreadable PyTorch checkpoint", REDOWNLOAD) from None
 
 
 def _torch_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
@@ -126,6 +164,7 @@ def _torch_save(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
 
 __all__ = [
     "AtomicCheckpointIO",
+    "CheckpointWriteError",
     "RunCSVLogger",
     "RunCheckpoint",
     "NonFiniteLossError",
