@@ -14,6 +14,9 @@ A run writes into ``--trainer.default_root_dir``: ``config.yaml`` (the resolved 
 subfolder of that name. The other subcommands are plain commands::
 
     fast-timesformer classify VIDEO... --weights DIR [--top-k 5] [--json]
+    fast-timesformer explain VIDEO --weights DIR --output DIR [--method rollout] ...
+    fast-timesformer timeline VIDEO --weights DIR --output DIR [--stride SECONDS] [--window-views 1|3]
+    fast-timesformer embed VIDEO...|LIST --weights DIR --output FILE.safetensors|.npy [--windows]
     fast-timesformer demo [--output DIR]
     fast-timesformer export CHECKPOINT DIR
     fast-timesformer convert SOURCE DIR [--num-classes N] ...
@@ -48,6 +51,9 @@ training (LightningCLI; `fast-timesformer fit --help` lists every option):
 
 using a model:
   classify     top-k labels for video files:   classify VIDEO... --weights DIR
+  explain      attention maps of a video:   explain VIDEO --weights DIR --output DIR
+  timeline     windows and segments of a long video:   timeline VIDEO --weights DIR --output DIR
+  embed        features for search and reuse:   embed VIDEO...|LIST --weights DIR --output FILE
   export       Lightning checkpoint -> weights folder:   export CHECKPOINT DIR
   convert      official / Hugging Face / ViT checkpoint -> weights folder:   convert SOURCE DIR
   check-data   scan an annotation file for unreadable or too-short videos
@@ -62,6 +68,9 @@ Run `fast-timesformer COMMAND --help` for a command's options.
 #: in its own extras: ``classify`` needs no training dependency, ``demo`` does).
 PLAIN_MODULES = {
     "classify": "classify",
+    "explain": "explain",
+    "timeline": "timeline",
+    "embed": "embed",
     "demo": "demo",
     "export": "export",
     "convert": "convert",

@@ -144,6 +144,40 @@ def render_clip(
     return np.repeat(images_uint8, hold, axis=0)  # (T, H, W, 3): each image held for `hold` frames
 
 
+def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator `generate_motion_dataset` renders clip ``index`` of ``split`` with (pass it to
+    `render_clip` or `motion_masks`)."""
+    import numpy as np
+
+    return np.random.default_rng([seed, _SPLIT_SEEDS.get(split, sum(map(ord, split))), index])
+
+
+def motion_masks(
+    label: int,
+    *,
+    rng: np.random.Generator,
+    num_frames: int = 16,
+    size: int = 32,
+    hold: int = 2,
+    speed: int = 2,
+) -> dict[str, np.ndarray]:
+    """Where things are in the clip ``render_clip(label, rng=rng, ...)`` draws: bool (T, H, W) pixel masks.
+
+    ``"bar"`` (the moving bar where it is visible, i.e. outside flash frames and the distractor), ``"flash"``
+    (every pixel of the frames that are one flash colour) and ``"distractor"`` (the blinking square). The
+    clip is drawn again without noise from the same random draws (pass a generator in the same state as the
+    one the clip was rendered with, e.g. a fresh `clip_rng`), so the masks are exact.
+    """
+    import numpy as np
+
+    clean = render_clip(label, rng=rng, num_frames=num_frames, size=size, hold=hold, speed=speed, noise=0.0)
+
+    def where(*colours: tuple[float, float, float]) -> np.ndarray:
+        return np.logical_or.reduce([(clean == np.array(c, dtype=np.uint8)).all(-1) for c in colours])
+
+    return {"bar": where(BAR_LEFT, BAR_RIGHT), "flash": where(RED, BLUE), "distractor": where(DISTRACTOR)}
+
+
 def frames_sha256(frames: torch.Tensor | np.ndarray) -> str:
     """sha256 of a clip's bytes in uint8 (T, H, W, 3) RGB order; accepts (T, 3, H, W) tensors too."""
     import numpy as np
@@ -197,10 +231,8 @@ def _worker_init() -> None:
 
 
 def _make_one(job: tuple) -> tuple[str, int, int, str]:
-    import numpy as np
-
     root, split, index, label, seed, num_frames, size, hold, speed, noise, fps = job
-    rng = np.random.default_rng([seed, _SPLIT_SEEDS.get(split, sum(map(ord, split))), index])
+    rng = clip_rng(seed, split, index)
     frames = render_clip(
         label, rng=rng, num_frames=num_frames, size=size, hold=hold, speed=speed, noise=noise
     )
