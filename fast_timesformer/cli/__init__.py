@@ -57,6 +57,7 @@ using a model:
   export       Lightning checkpoint -> weights folder:   export CHECKPOINT DIR
   convert      official / Hugging Face / ViT checkpoint -> weights folder:   convert SOURCE DIR
   check-data   scan an annotation file for unreadable or too-short videos
+  app          local web page: top-k, timeline, attention:   app --weights DIR [--weights DIR2]
 
   demo         train and evaluate on the built-in motion dataset (offline, a few minutes on a CPU)
 
@@ -75,6 +76,7 @@ PLAIN_MODULES = {
     "export": "export",
     "convert": "convert",
     "check-data": "check_data",
+    "app": "app",
 }
 PLAIN_COMMANDS = tuple(PLAIN_MODULES)
 
