@@ -285,3 +285,16 @@ def test_fit_cli_protects_the_run_folder(trained, tmp_path, capsys):
     assert main([*args, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
     steps = [int(row["step"]) for row in read_csv(copy / "metrics.csv")]
     assert steps == sorted(steps) and 7 not in steps[:4]  # the row logged after the checkpoint was dropped
+
+
+def test_fit_by_max_steps_alone_with_a_warm_cosine_schedule(motion, tmp_path):
+    # Lightning estimates max_steps-only runs without loading the data: the schedule still needs an epoch.
+    config = write_config(
+        tmp_path / "config.yaml", motion, tmp_path / "run", model={"scheduler": "cosine", "warmup_epochs": 1}
+    )
+    assert (
+        main(["fit", "--config", str(config), "--trainer.max_epochs", "null", "--trainer.max_steps", "3"])
+        == 0
+    )
+    rates = [float(row["lr"]) for row in read_csv(tmp_path / "run" / "metrics.csv") if row["lr"]]
+    assert len(rates) == 3 and rates[0] < rates[1]  # warming up over the 2 steps of an epoch (8 videos / 4)

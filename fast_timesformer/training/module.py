@@ -338,8 +338,15 @@ class VideoClassifier(LightningModule):
         if hp.scheduler == "constant" and hp.warmup_epochs == 0:
             return {"optimizer": optimizer}
         total = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(
-            1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        if math.isinf(self.trainer.num_training_batches):
+            # With max_steps and no max_epochs, Lightning estimates the steps without loading the data;
+            # warm-up epochs and milestones still need an epoch's length.
+            self.trainer.fit_loop.setup_data()
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = (
+            max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
+            if math.isfinite(batches)
+            else total
         )
         warmup = round(hp.warmup_epochs * steps_per_epoch)
         if hp.scheduler == "cosine":
