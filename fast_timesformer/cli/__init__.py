@@ -13,12 +13,12 @@ A run writes into ``--trainer.default_root_dir``: ``config.yaml`` (the resolved 
 ``predict`` write their own ``config.yaml``, ``metrics.csv`` and per-video ``predictions.csv`` into a
 subfolder of that name. The other subcommands are plain commands::
 
-    fast-timesformer classify VIDEO... --weights DIR [--top-k 5] [--json]
+    fast-timesformer classify VIDEO... --weights DIR|MODEL.onnx [--top-k 5] [--json] [--compile]
     fast-timesformer explain VIDEO --weights DIR --output DIR [--method rollout] ...
     fast-timesformer timeline VIDEO --weights DIR --output DIR [--stride SECONDS] [--window-views 1|3]
     fast-timesformer embed VIDEO...|LIST --weights DIR --output FILE.safetensors|.npy [--windows]
     fast-timesformer demo [--output DIR]
-    fast-timesformer export CHECKPOINT DIR
+    fast-timesformer export SOURCE OUT [--format weights|onnx|torch-export]
     fast-timesformer convert SOURCE DIR [--num-classes N] ...
     fast-timesformer check-data ANNOTATIONS [--root DIR]
 
@@ -54,7 +54,7 @@ using a model:
   explain      attention maps of a video:   explain VIDEO --weights DIR --output DIR
   timeline     windows and segments of a long video:   timeline VIDEO --weights DIR --output DIR
   embed        features for search and reuse:   embed VIDEO...|LIST --weights DIR --output FILE
-  export       Lightning checkpoint -> weights folder:   export CHECKPOINT DIR
+  export       checkpoint -> weights folder, or -> ONNX / torch.export:   export SOURCE OUT [--format onnx]
   convert      official / Hugging Face / ViT checkpoint -> weights folder:   convert SOURCE DIR
   check-data   scan an annotation file for unreadable or too-short videos
   app          local web page: top-k, timeline, attention:   app --weights DIR [--weights DIR2]

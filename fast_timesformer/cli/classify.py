@@ -15,12 +15,18 @@ def run(argv: list[str]) -> int:
     )
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
     parser.add_argument(
-        "--weights", required=True, metavar="DIR", help="weights folder (from export/convert)"
-    )
+        "--weights", required=True, metavar="DIR",
+        help="weights folder (from export/convert), or a .onnx file from `export --format onnx` (onnxruntime)",
+    )  # fmt: skip
     parser.add_argument("--top-k", type=int, default=5, help="labels to show per video (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--batch-size", type=int, default=8, help="views per forward pass (default 8)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model first (pays off on many files / a GPU)",
+    )
     add_reader_options(parser)
     args = parser.parse_args(argv)
     if args.top_k < 1:
@@ -31,10 +37,16 @@ def run(argv: list[str]) -> int:
     from fast_timesformer.inference.devices import resolve_device
 
     device = resolve_device(args.device)  # before the weights are read: a missing GPU is named as such
+    options = dict(device=device, batch_size=args.batch_size, **reader_options(args))
     try:
-        predictor = Predictor.from_pretrained(
-            args.weights, device=device, batch_size=args.batch_size, **reader_options(args)
-        )
+        if str(args.weights).endswith(".onnx"):
+            if args.compile:
+                parser.error("--compile applies to PyTorch weights, not to an .onnx file")
+            from fast_timesformer.inference.onnx_predictor import OnnxPredictor
+
+            predictor = OnnxPredictor.from_pretrained(args.weights, **options)
+        else:
+            predictor = Predictor.from_pretrained(args.weights, compile=args.compile, **options)
     except (OSError, ValueError) as problem:  # CheckpointError is a ValueError
         return error("classify", f"cannot load weights {args.weights}: {problem}")
     results, errors = predictor.classify(args.videos, top_k=args.top_k)

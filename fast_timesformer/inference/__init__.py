@@ -6,6 +6,8 @@ explain.py    attention maps (T, Hp, Wp) per clip: rollout, last-layer CLS, pool
 overlay.py    explain_video: a file -> attention.png / attention.mp4 (maps drawn over the frames)
 timeline.py   timeline: slide the clip window over a long video -> windows, segments, CSV/JSON/PNG
 embed.py      embed_videos: pooled (and per-window) features -> .safetensors/.npy + index; nearest_neighbours
+deploy.py     export_model: a weights folder / checkpoint -> ONNX or torch.export, verified against eager
+onnx_predictor.py  OnnxPredictor: classify with an exported .onnx through onnxruntime (same views)
 runtime.py    process-wide CPU settings (glibc allocator tuning) for inference-heavy scripts
 """
 

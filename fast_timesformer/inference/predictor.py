@@ -49,6 +49,7 @@ class Predictor:
         max_pixels, max_frames, max_duration: the reader's limits (:class:`~fast_timesformer.data.VideoReader`):
             a file over them is refused before decoding, with the option to raise.
         allow_images: score a still image as a one-frame video (refused by default).
+        compile: ``torch.compile`` the model (``nn.Module.compile``, in place) before the first file.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class Predictor:
         max_frames: int = DEFAULT_MAX_FRAMES,
         max_duration: float = DEFAULT_MAX_DURATION,
         allow_images: bool = False,
+        compile: bool = False,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise OptionError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -79,6 +81,8 @@ class Predictor:
         }  # fmt: skip
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        if compile:
+            self.model.compile()  # in place: the state dict keeps its names; compiles at the first call
         self.preprocessing = preprocessing or model_preprocessing(model)  # stored, else the default protocol
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names = list(names) if names else [str(i) for i in range(model.num_classes)]

@@ -80,6 +80,8 @@ class VideoClassifier(LightningModule):
         lr_gamma: step-schedule factor.
         label_smoothing: cross-entropy label smoothing.
         grad_checkpointing: recompute blocks in the backward pass (less memory, ~30% more compute).
+        compile: ``torch.compile`` the network (``nn.Module.compile``: in place, checkpoints keep their
+            names). Pays off on a GPU; on a CPU the model is matmul-bound (BENCHMARKS.md has the number).
         redraw_interval: redraw Performer features every this many optimizer steps (None: never).
         ensemble: how views of a video are combined in val/test/predict: "softmax" (mean of probabilities,
             default) or "sum" (sum of logits, the official code).
@@ -108,6 +110,7 @@ class VideoClassifier(LightningModule):
         lr_gamma: float = 0.1,
         label_smoothing: float = 0.0,
         grad_checkpointing: bool = False,
+        compile: bool = False,
         redraw_interval: int | None = None,
         ensemble: Literal["softmax", "sum"] = "softmax",
         seed: int | None = None,
@@ -139,6 +142,8 @@ class VideoClassifier(LightningModule):
         else:
             self.model = create_model(preset, **overrides)
         self.model.set_grad_checkpointing(grad_checkpointing)
+        if compile:
+            self.model.compile()
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         classes = self.model.num_classes
         self.train_accuracy = MulticlassAccuracy(num_classes=classes)
