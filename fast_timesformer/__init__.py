@@ -11,6 +11,7 @@ from fast_timesformer.attention import (
     RegularAttention,
     build_attention,
 )
+from fast_timesformer.checkpoints import push_to_hub, to_transformers
 from fast_timesformer.model import ATTENTION_TYPES, DividedAttention, FastTimeSformer
 from fast_timesformer.presets import PRESETS, create_model, list_models
 
@@ -29,4 +30,6 @@ __all__ = [
     "build_attention",
     "create_model",
     "list_models",
+    "push_to_hub",
+    "to_transformers",
 ]

@@ -12,11 +12,14 @@ a ``.safetensors`` file is read or written); this floor never imports the model.
     loading.py        build a model class from a checkpoint and apply the tensors (head, embeddings,
                       image -> video, attention swap), strictly, with a :class:`LoadReport`
     pretrained.py     :class:`PretrainedMixin`: ``from_pretrained`` / ``save_pretrained`` for the model class
+    to_transformers.py  ours -> a transformers ``TimesformerForVideoClassification`` folder (names inverted)
+    hub.py            model card from a run folder, ``push_to_hub`` through huggingface_hub
 
 The FastTimeSformer-facing functions (``from_pretrained``, ``convert`` ...) are in :mod:`fast_timesformer.weights`.
 """
 
 from fast_timesformer.checkpoints.files import CheckpointError, atomic_write, non_finite_tensors
+from fast_timesformer.checkpoints.hub import HubError, model_card, prepare_hub_folder, push_to_hub
 from fast_timesformer.checkpoints.loading import (
     LoadReport,
     init_weights_enabled,
@@ -41,6 +44,7 @@ from fast_timesformer.checkpoints.sources import (
     Checkpoint,
     read_checkpoint,
 )
+from fast_timesformer.checkpoints.to_transformers import to_transformers
 
 __all__ = [
     "DEFAULT_MEAN",
@@ -50,6 +54,7 @@ __all__ = [
     "SOURCE_FORMATS",
     "Checkpoint",
     "CheckpointError",
+    "HubError",
     "LoadReport",
     "Preprocessing",
     "PretrainedMixin",
@@ -58,11 +63,15 @@ __all__ = [
     "init_weights_enabled",
     "load_pretrained",
     "load_weights",
+    "model_card",
     "no_init_weights",
     "non_finite_tensors",
     "parse_cfg",
     "parse_simple_yaml",
+    "prepare_hub_folder",
+    "push_to_hub",
     "read_checkpoint",
     "save_pretrained",
     "swap_attention",
+    "to_transformers",
 ]

@@ -19,7 +19,8 @@ subfolder of that name. The other subcommands are plain commands::
     fast-timesformer embed VIDEO...|LIST --weights DIR --output FILE.safetensors|.npy [--windows]
     fast-timesformer demo [--output DIR]
     fast-timesformer export SOURCE OUT [--format weights|onnx|torch-export]
-    fast-timesformer convert SOURCE DIR [--num-classes N] ...
+    fast-timesformer convert SOURCE DIR [--num-classes N] [--to transformers] ...
+    fast-timesformer push WEIGHTS USER/NAME [--run DIR] [--license ID] [--dry-run DIR]
     fast-timesformer check-data ANNOTATIONS [--root DIR]
 
 A :class:`~fast_timesformer.errors.FastTimeSformerError` from any command (bad data, a bad checkpoint, a
@@ -57,6 +58,7 @@ using a model:
   export       checkpoint -> weights folder, or -> ONNX / torch.export:   export SOURCE OUT [--format onnx]
   convert      official / Hugging Face / ViT checkpoint -> weights folder:   convert SOURCE DIR
   check-data   scan an annotation file for unreadable or too-short videos
+  push         upload a weights folder + model card to the Hub:   push WEIGHTS USER/NAME --run DIR
   app          local web page: top-k, timeline, attention:   app --weights DIR [--weights DIR2]
 
   demo         train and evaluate on the built-in motion dataset (offline, a few minutes on a CPU)
@@ -76,6 +78,7 @@ PLAIN_MODULES = {
     "export": "export",
     "convert": "convert",
     "check-data": "check_data",
+    "push": "push",
     "app": "app",
 }
 PLAIN_COMMANDS = tuple(PLAIN_MODULES)
