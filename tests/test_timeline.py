@@ -241,7 +241,7 @@ def direction_weights(tmp_path_factory) -> Path:
     model = tiny_model(num_classes=2, num_frames=8, image_size=16).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
-    for step in range(600):
+    for step in range(1500):  # usually stops within 600; numerics differ with the tests run before it
         batch = torch.randint(0, len(pairs) - 32, (16,), generator=generator)
         offsets = torch.randint(0, 9, (16,), generator=generator)
         clips = torch.stack([videos[b, o : o + 8] for b, o in zip(batch.tolist(), offsets.tolist())])
