@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
-from video_fixtures import write_video
+from video_fixtures import write_still_png, write_video
 
 from fast_timesformer import FastTimeSformer
 from fast_timesformer.checkpoints import CheckpointError, Preprocessing, save_pretrained
@@ -172,13 +170,7 @@ def test_frames_over_the_default_pixel_limit_are_refused_before_decoding(weights
 
 def test_a_still_image_is_refused_unless_allowed(weights, tmp_path, capsys):
     picture = tmp_path / "photo.png"
-    container = av.open(str(picture), "w", format="image2")
-    stream = container.add_stream("png", rate=1)
-    stream.width, stream.height, stream.pix_fmt = 48, 32, "rgb24"
-    frame = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 128, np.uint8), format="rgb24")
-    for packet in [*stream.encode(frame), *stream.encode()]:
-        container.mux(packet)
-    container.close()
+    write_still_png(picture)
     code, out, err = run(capsys, "classify", str(picture), "--weights", str(weights))
     assert code == 1 and out == "" and "a still image (png), not a video" in err and "--allow-images" in err
     code, out, _ = run(capsys, "classify", str(picture), "--weights", str(weights), "--allow-images")

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from video_fixtures import write_audio_only, write_truncated, write_video
+from video_fixtures import write_audio_only, write_still_png, write_truncated, write_video
 
 from fast_timesformer import FastTimeSformer
 from fast_timesformer.checkpoints import Preprocessing
@@ -349,13 +349,7 @@ def test_the_reader_limits_and_still_images_are_checked_before_decoding(tmp_path
     with pytest.raises(VideoDecodeError, match="--max-frames"):
         timeline(Predictor(tiny_model(), preprocessing=PREP, max_frames=4), video)
     picture = tmp_path / "photo.png"
-    container = av.open(str(picture), "w", format="image2")
-    stream = container.add_stream("png", rate=1)
-    stream.width, stream.height, stream.pix_fmt = 48, 32, "rgb24"
-    frame = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 128, np.uint8), format="rgb24")
-    for packet in [*stream.encode(frame), *stream.encode()]:
-        container.mux(packet)
-    container.close()
+    write_still_png(picture)
     assert main(["timeline", str(picture), "--weights", str(weights), "--output", out]) == 1
     err = capsys.readouterr().err
     assert "a still image (png), not a video" in err and "--allow-images" in err

@@ -102,6 +102,18 @@ def write_audio_only(path: str | os.PathLike) -> Path:
     return path
 
 
+def write_still_png(path: str | os.PathLike, *, width: int = 48, height: int = 32) -> Path:
+    """A single grey PNG picture, written through FFmpeg's image2 muxer (what a still image looks like to it)."""
+    container = av.open(str(path), "w", format="image2")
+    stream = container.add_stream("png", rate=1)
+    stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+    frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 128, np.uint8), format="rgb24")
+    for packet in [*stream.encode(frame), *stream.encode()]:
+        container.mux(packet)
+    container.close()
+    return Path(path)
+
+
 def write_truncated(path: str | os.PathLike, *, keep: float = 0.75) -> Path:
     """An MP4 with its index first (faststart) cut to ``keep`` of its bytes: opens, then fails mid-stream."""
     path = Path(path)

@@ -383,21 +383,15 @@ def _window_features(
     The windows, crops and resize are the timeline's (:func:`~fast_timesformer.inference.timeline`): the
     same planning and streaming decoder, the reader's limits applied.
     """
-    from fast_timesformer.data import VideoDecodeError, is_still_image
-    from fast_timesformer.data.streaming import StreamingVideoReader, plan_windows, stream_windows
-    from fast_timesformer.data.transforms import EvalTransform, resize_short_side
-    from fast_timesformer.inference.timeline import _ONE_CROP_SHORT_SIDE
+    from fast_timesformer.data import VideoDecodeError
+    from fast_timesformer.data.streaming import plan_windows, stream_windows
+    from fast_timesformer.inference.timeline import open_stream, window_transforms
 
     prep, limits = predictor.preprocessing, dict(predictor.limits)
     allow_images = limits.pop("allow_images")
     views = prep.num_spatial_crops if window_views is None else window_views
-    short_side = prep.short_side or (prep.crop_size if views == 3 else _ONE_CROP_SHORT_SIDE)
-    crops = EvalTransform(
-        crop_size=prep.crop_size, short_side=short_side, num_spatial_crops=views, mean=prep.mean, std=prep.std
-    )
-    reader = StreamingVideoReader(path, **limits)
-    if not allow_images and is_still_image(reader.metadata):
-        raise VideoDecodeError(path, "a still image, not a video", "pass a video file, or --allow-images")
+    crops, resize = window_transforms(prep, views)
+    reader = open_stream(path, limits, allow_images=allow_images)
     meta = reader.metadata
     planned = plan_windows(
         meta.num_frames, meta.fps, num_frames=prep.num_frames, sampling=prep.sampling,
@@ -412,9 +406,6 @@ def _window_features(
         for (slot, _), row in zip(pending, rows):
             features[slot] += row / views  # mean of the window's crops
         pending.clear()
-
-    def resize(frame: torch.Tensor) -> torch.Tensor:  # (C, H, W) -> (C, h, w), once per frame
-        return resize_short_side(frame[None], short_side)[0]
 
     for window, clip in stream_windows(reader, planned, transform=resize):
         features.append(torch.zeros(predictor.model.dim))

@@ -247,6 +247,34 @@ def merge_segments(
     return segments
 
 
+def window_transforms(prep: Preprocessing, views: int) -> tuple[EvalTransform, Any]:
+    """(the crops of one window's clip, the per-frame resize for `stream_windows`): the test views' geometry
+    as VideoDataset builds it (3 crops cover the frame resized to the crop size)."""
+    short_side = prep.short_side or (prep.crop_size if views == 3 else _ONE_CROP_SHORT_SIDE)
+    crops = EvalTransform(
+        crop_size=prep.crop_size, short_side=short_side, num_spatial_crops=views, mean=prep.mean, std=prep.std
+    )
+
+    def resize(frame: torch.Tensor) -> torch.Tensor:  # (C, H, W) -> (C, h, w): once per frame, not per window
+        return resize_short_side(frame[None], short_side)[0]
+
+    return crops, resize
+
+
+def open_stream(
+    path: str | os.PathLike, limits: dict[str, Any], *, allow_images: bool, threads: int = 0
+) -> StreamingVideoReader:
+    """The streaming reader of ``path`` with the reader's ``limits``; a still image refused unless allowed."""
+    reader = StreamingVideoReader(path, threads=threads, **limits)
+    if not allow_images and is_still_image(reader.metadata):
+        raise VideoDecodeError(
+            path,
+            f"a still image ({reader.metadata.codec}), not a video",
+            "pass a video file, or --allow-images",
+        )
+    return reader
+
+
 def _resolve(model: Any, preprocessing: Preprocessing | None, class_names: Sequence[str] | None, device: Any):
     """(model, preprocessing, class names, device, reader limits) from a module, a Predictor or a weights folder."""
     limits: dict[str, Any] = {}
@@ -336,17 +364,9 @@ def timeline(
         raise WindowError(f"batch_size must be at least 1, got {batch_size}")
     if smoothing < 1 or smoothing % 2 == 0:
         raise WindowError(f"smoothing must be an odd number of windows (1 = off), got {smoothing}")
-    # The test views' geometry, as VideoDataset builds it: 3 crops cover the frame resized to the crop size.
-    short_side = prep.short_side or (prep.crop_size if views == 3 else _ONE_CROP_SHORT_SIDE)
-    crops = EvalTransform(
-        crop_size=prep.crop_size, short_side=short_side, num_spatial_crops=views, mean=prep.mean, std=prep.std
-    )
-    reader = StreamingVideoReader(path, threads=threads, **limits)
+    crops, resize = window_transforms(prep, views)
+    reader = open_stream(path, limits, allow_images=allow_still, threads=threads)
     meta = reader.metadata
-    if not allow_still and is_still_image(meta):
-        raise VideoDecodeError(
-            path, f"a still image ({meta.codec}), not a video", "pass a video file, or --allow-images"
-        )
     windows = plan_windows(
         meta.num_frames, meta.fps, num_frames=prep.num_frames, sampling=prep.sampling,
         sampling_rate=prep.sampling_rate, stride_s=stride, window_s=window_seconds, out_of_range=prep.out_of_range,
@@ -364,9 +384,6 @@ def timeline(
     )
     model = model.to(device).eval()
     dtype = next(model.parameters()).dtype
-
-    def resize(frame: torch.Tensor) -> torch.Tensor:  # (C, H, W) -> (C, h, w): once per frame, not per window
-        return resize_short_side(frame[None], short_side)[0]
 
     from tqdm import tqdm
 
