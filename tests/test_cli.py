@@ -154,7 +154,7 @@ def test_classify_a_corrupt_file_fails_naming_it(trained, motion, tmp_path, caps
     captured = capsys.readouterr()
     assert f"error: {corrupt}:" in captured.err and good in captured.out  # the good file is still classified
     assert main(["classify", str(tmp_path / "missing.mp4"), "--weights", str(weights)]) == 1
-    assert "missing.mp4: no such file" in capsys.readouterr().err
+    assert "missing.mp4: file not found" in capsys.readouterr().err
 
 
 def test_fast_dev_run_and_print_config(motion, tmp_path, capsys):

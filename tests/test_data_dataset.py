@@ -146,7 +146,7 @@ def test_bad_video_becomes_a_bad_sample_not_none(videos):
     missing = VideoDataset([VideoRecord("/no/such/video.mp4", 0, "gone")], CLASSES, num_frames=4, **SMALL)[0]
     assert (
         isinstance(missing, BadSample)
-        and missing.reason == "file not found (check the path and the annotation root)"
+        and missing.reason == "file not found (check the path, or the annotation root for a dataset)"
     )
     batch = collate_videos([dataset[0], sample])
     assert batch["video"].shape == (1, 4, 3, 32, 32)

@@ -86,7 +86,7 @@ def test_bad_files_are_reported_and_skipped(files):
     result = embed_videos(videos, files["weights"])
     assert result.paths == [str(files["one"]), str(files["two"])]
     assert [e["video"] for e in result.errors] == [str(files["text"]), str(missing), str(files["audio"])]
-    assert "no such file" in result.errors[1]["error"]
+    assert "file not found" in result.errors[1]["error"]
     assert all(e["error"] for e in result.errors)
     with pytest.raises(EmbedError, match="no video could be embedded.*missing.mp4"):
         embed_videos([missing, files["text"]], files["weights"])

@@ -373,7 +373,7 @@ def bad_cases(tmp: Path, weights: Path, space_only: Path, video: Path) -> dict[s
     matplotlib.image.imsave(still, frame)
     w = ["--weights", str(weights), "--output", str(tmp / "out")]
     return {
-        "missing file": ([str(tmp / "nope.mp4"), *w], "no such file"),
+        "missing file": ([str(tmp / "nope.mp4"), *w], "file not found"),
         "not a video": ([str(tmp / "notes.mp4"), *w], "notes.mp4"),
         "audio only": ([str(audio), *w], "audio.m4a"),
         "still image": ([str(still), *w], "--allow-images"),

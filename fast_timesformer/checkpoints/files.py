@@ -13,7 +13,9 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -134,16 +136,37 @@ def read_safetensors(file: Path) -> dict[str, torch.Tensor]:
 
 
 def read_torch_file(file: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` (no code runs); memory-mapped for zip checkpoints."""
-    is_zip = _magic(file).startswith(b"PK")
+    """``torch.load`` with ``weights_only=True`` (no code runs); memory-mapped for zip checkpoints.
+
+    The file is sniffed first, so an empty file, a safetensors file or text gets its own message instead of
+    the unpickler's (``EOFError``, ``101``).
+    """
+    if file.is_file() and file.stat().st_size == 0:
+        raise CheckpointError(file, "the file is empty (0 bytes)", REDOWNLOAD)
+    magic = _magic(file)
+    if _looks_like_safetensors(magic):
+        raise CheckpointError(
+            file, "a safetensors weights file, not a PyTorch checkpoint",
+            "load weights with --weights / --model.pretrained / from_pretrained (a weights folder or this file)",
+        )  # fmt: skip
+    if not (magic.startswith(b"PK") or magic.startswith(b"\x80")):
+        raise CheckpointError(
+            file, f"not a checkpoint: unknown file format (starts with {magic[:8]!r})",
+            "pass a .safetensors, .pth/.pyth/.bin/.ckpt (torch.save) file or a model folder",
+        )  # fmt: skip
+    is_zip = magic.startswith(b"PK")
     if is_zip and not zipfile.is_zipfile(file):
         raise CheckpointError(
             file, "truncated or corrupt zip archive (its central directory is missing)", REDOWNLOAD
         )
     try:
-        return torch.load(file, map_location="cpu", weights_only=True, mmap=is_zip)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": noise before our own message
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(file, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error)
+        found = re.search(r"Unsupported (global|operand)[^.\n]*", text)
+        reason = found.group(0).strip() if found else (text.strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointError(
             file,
             f"refused to unpickle: the file holds Python objects beyond tensors and plain containers ({reason})",
@@ -161,14 +184,8 @@ def read_file(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise CheckpointError(file, "no such file", "check the path")
     if file.stat().st_size == 0:
         raise CheckpointError(file, "the file is empty (0 bytes)", REDOWNLOAD)
-    magic = _magic(file)
-    if _looks_like_safetensors(magic):
+    if _looks_like_safetensors(_magic(file)):
         return read_safetensors(file), {}
-    if not (magic.startswith(b"PK") or magic.startswith(b"\x80")):
-        raise CheckpointError(
-            file, f"not a checkpoint: unknown file format (starts with {magic[:8]!r})",
-            "pass a .safetensors, .pth/.pyth/.bin (torch.save) file or a model folder",
-        )  # fmt: skip
     return unwrap_state_dict(read_torch_file(file), file)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fast_timesformer.cli.parser import ArgumentParser, add_reader_options, error, reader_options
+from fast_timesformer.cli.parser import ArgumentParser, add_reader_options, error, naming, reader_options
 
 
 def run(argv: list[str]) -> int:
@@ -48,7 +48,7 @@ def run(argv: list[str]) -> int:
         else:
             predictor = Predictor.from_pretrained(args.weights, compile=args.compile, **options)
     except (OSError, ValueError) as problem:  # CheckpointError is a ValueError
-        return error("classify", f"cannot load weights {args.weights}: {problem}")
+        return error("classify", "cannot load weights " + naming(args.weights, problem))
     results, errors = predictor.classify(args.videos, top_k=args.top_k)
     protocol = predictor.protocol
     if args.json:

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import os
 
-from fast_timesformer.cli.parser import ArgumentParser, add_reader_options, error, positive, reader_options
+from fast_timesformer.cli.parser import (
+    ArgumentParser,
+    add_reader_options,
+    error,
+    naming,
+    positive,
+    reader_options,
+)
 
 #: Extensions of a single argument read as an annotation file rather than as a video.
 ANNOTATION_EXTENSIONS = (".txt", ".csv", ".json", ".lst")
@@ -77,7 +84,7 @@ def run(argv: list[str]) -> int:
             args.weights, device=device, batch_size=args.batch_size, **reader_options(args)
         )
     except (OSError, ValueError) as problem:  # CheckpointError is a ValueError
-        return error("embed", f"cannot load weights {args.weights}: {problem}")
+        return error("embed", "cannot load weights " + naming(args.weights, problem))
     result = embed_videos(
         videos, predictor, windows=args.windows, stride=args.stride, window_views=args.window_views,
         progress=None if not args.quiet else False, output=args.output, index=args.index,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fast_timesformer.cli.parser import ArgumentParser, add_reader_options, error, positive, reader_options
+from fast_timesformer.cli.parser import (
+    ArgumentParser,
+    add_reader_options,
+    error,
+    naming,
+    positive,
+    reader_options,
+)
 
 # inference.explain.METHODS, spelled out so that --help needs no torch import (a test keeps them equal)
 METHOD_NAMES = ("rollout", "cls", "temporal", "pooling", "gradcam")
@@ -47,7 +54,7 @@ def run(argv: list[str]) -> int:
     try:
         predictor = Predictor.from_pretrained(args.weights, device=device, **reader_options(args))
     except (OSError, ValueError) as problem:  # CheckpointError is a ValueError
-        return error("explain", f"cannot load weights {args.weights}: {problem}")
+        return error("explain", "cannot load weights " + naming(args.weights, problem))
     # ExplainError (a method this model cannot give) and VideoDecodeError (missing file, not a video, over
     # the limits) are FastTimeSformerErrors: the command prints them as one line (cli/__init__.py).
     result = explain_video(

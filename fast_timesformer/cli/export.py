@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fast_timesformer.cli.parser import ArgumentParser, error, positive
+from fast_timesformer.cli.parser import ArgumentParser, error, naming, positive
 
 
 def run(argv: list[str]) -> int:
@@ -43,6 +43,6 @@ def run(argv: list[str]) -> int:
         ValueError,
         RuntimeError,
     ) as problem:  # CheckpointError: ValueError; ExportError: RuntimeError
-        return error("export", f"{args.source}: {problem}")
+        return error("export", naming(args.source, problem))
     print(result.summary())
     return 0

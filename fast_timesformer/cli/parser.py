@@ -81,9 +81,17 @@ def reader_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def error(command: str, message: str) -> int:
-    """Print ``fast-timesformer COMMAND: error: MESSAGE`` to stderr; returns the exit status 1."""
-    print(f"fast-timesformer {command}: error: {message}", file=sys.stderr)
+    """Print ``fast-timesformer COMMAND: error: MESSAGE`` to stderr as one line; returns the exit status 1."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"fast-timesformer {command}: error: {line}", file=sys.stderr)
     return 1
 
 
-__all__ = ["ArgumentParser", "add_reader_options", "error", "positive", "reader_options"]
+def naming(subject: object, problem: object) -> str:
+    """``SUBJECT: PROBLEM``, naming the subject once: a CheckpointError or VideoDecodeError already starts with
+    its file's path (``DIR/model.safetensors: ...`` for a weights folder ``DIR``)."""
+    message = str(problem)
+    return message if message.startswith(str(subject)) else f"{subject}: {message}"
+
+
+__all__ = ["ArgumentParser", "add_reader_options", "error", "naming", "positive", "reader_options"]

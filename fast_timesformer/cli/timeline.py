@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fast_timesformer.cli.parser import ArgumentParser, add_reader_options, error, positive, reader_options
+from fast_timesformer.cli.parser import (
+    ArgumentParser,
+    add_reader_options,
+    error,
+    naming,
+    positive,
+    reader_options,
+)
 
 
 def run(argv: list[str]) -> int:
@@ -57,7 +64,7 @@ def run(argv: list[str]) -> int:
             args.weights, device=device, batch_size=args.batch_size, **reader_options(args)
         )
     except (OSError, ValueError) as problem:  # CheckpointError is a ValueError
-        return error("timeline", f"cannot load weights {args.weights}: {problem}")
+        return error("timeline", "cannot load weights " + naming(args.weights, problem))
     # Unreadable files, the reader's limits and bad window options are FastTimeSformerErrors: printed as one
     # line by cli/__init__.py.
     result = timeline(

@@ -285,6 +285,7 @@ def embed_videos(
     from tqdm import tqdm
 
     from fast_timesformer.data import VideoDecodeError, collate_videos
+    from fast_timesformer.data.backends import check_path
     from fast_timesformer.inference.devices import resolve_device
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -327,8 +328,7 @@ def embed_videos(
     for position in tqdm(range(len(paths)), desc="embed", unit="video", disable=disable):
         path = paths[position]
         try:
-            if not os.path.isfile(path):
-                raise VideoDecodeError(path, "no such file" if not os.path.exists(path) else "not a file")
+            check_path(path)
             dataset = predictor.views(path)
             batch = collate_videos([dataset[i] for i in range(len(dataset))])
             if batch["skipped"]:

@@ -218,6 +218,7 @@ def explain_video(
     import json
 
     from fast_timesformer.data import VideoDecodeError, VideoReader
+    from fast_timesformer.data.backends import check_path
     from fast_timesformer.data.dataset import BadSample
     from fast_timesformer.inference.predictor import Predictor
 
@@ -226,8 +227,7 @@ def explain_video(
     if not fps > 0:
         raise ExplainError(f"fps must be positive, got {fps!r}")
     path = os.fspath(video)
-    if not os.path.isfile(path):
-        raise VideoDecodeError(path, "no such file" if not os.path.exists(path) else "not a file")
+    check_path(path)
     if predictor is None:
         limits = {"max_pixels": max_pixels, "max_frames": max_frames, "max_duration": max_duration}
         given = {name: value for name, value in limits.items() if value is not None}

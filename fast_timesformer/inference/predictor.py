@@ -27,6 +27,7 @@ from fast_timesformer.data import (
     VideoRecord,
     collate_videos,
 )
+from fast_timesformer.data.backends import check_path
 from fast_timesformer.errors import FastTimeSformerError, OptionError
 from fast_timesformer.inference.devices import resolve_device
 from fast_timesformer.inference.views import aggregate_views, describe_protocol
@@ -128,8 +129,7 @@ class Predictor:
         Raises :class:`~fast_timesformer.data.VideoDecodeError` when the file cannot be read.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise VideoDecodeError(path, "no such file" if not os.path.exists(path) else "not a file")
+        check_path(path)
         dataset = self.views(path)
         logits = []
         for start in range(0, len(dataset), self.batch_size):

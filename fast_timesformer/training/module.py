@@ -45,6 +45,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
 from fast_timesformer.checkpoints import Preprocessing
+from fast_timesformer.errors import OptionError
 from fast_timesformer.inference.views import format_metrics
 from fast_timesformer.presets import PRESETS, create_model
 from fast_timesformer.training.callbacks import NonFiniteLossError
@@ -52,6 +53,34 @@ from fast_timesformer.training.datamodule import VideoDataModule
 from fast_timesformer.training.evaluation import MultiViewAccumulator, video_metrics
 from fast_timesformer.training.optim import WarmupCosine, WarmupSteps, parameter_groups
 from fast_timesformer.training.seeding import seed_all, seed_for
+
+
+def _check_optimizer_options(**given: Any) -> None:
+    """Refuse optimizer values that cannot work before the model is built, naming the ``--model.`` option
+    (torch would stop later with ``ValueError: Invalid learning rate`` and a traceback)."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    rules = {
+        "lr": (lambda v: number(v) and v > 0, "a positive number"),
+        "weight_decay": (lambda v: number(v) and v >= 0, "0 or more"),
+        "momentum": (lambda v: number(v) and 0 <= v < 1, "in [0, 1)"),
+        "warmup_epochs": (lambda v: number(v) and v >= 0, "0 or more"),
+        "min_lr_ratio": (lambda v: number(v) and 0 <= v <= 1, "in [0, 1]"),
+        "lr_gamma": (lambda v: number(v) and v > 0, "a positive number"),
+        "label_smoothing": (lambda v: number(v) and 0 <= v < 1, "in [0, 1)"),
+    }
+    problems = [
+        f"--model.{name} must be {wanted}, got {given[name]!r}"
+        for name, (ok, wanted) in rules.items()
+        if not ok(given[name])
+    ]
+    betas = given["betas"]
+    if not (len(betas) == 2 and all(number(b) and 0 <= b < 1 for b in betas)):
+        problems.append(f"--model.betas must be two numbers in [0, 1), got {list(betas)!r}")
+    if problems:
+        raise OptionError("; ".join(problems))
 
 
 class VideoClassifier(LightningModule):
@@ -126,6 +155,10 @@ class VideoClassifier(LightningModule):
             raise ValueError(
                 f"redraw_interval must be a positive number of steps or None, got {redraw_interval}"
             )
+        _check_optimizer_options(
+            lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
+            min_lr_ratio=min_lr_ratio, lr_gamma=lr_gamma, label_smoothing=label_smoothing,
+        )  # fmt: skip
         self.save_hyperparameters()
         overrides = dict(model_kwargs or {})
         for name, value in (

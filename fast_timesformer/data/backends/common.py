@@ -14,6 +14,7 @@ frame stored a fraction of a tick after its nominal time still answers for it.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -81,17 +82,36 @@ class VideoSource(Protocol):
 
 
 def check_path(path: str) -> None:
-    """Raise `VideoDecodeError` unless ``path`` is an existing, non-empty file (or a link to one)."""
+    """Raise `VideoDecodeError` unless ``path`` is an existing, non-empty regular file (or a link to one).
+
+    Pipes, sockets and devices are refused here, before FFmpeg opens them: a FIFO would block the reader
+    until something writes to it, and none of them can be seeked.
+    """
     if os.path.islink(path) and not os.path.exists(path):
         raise VideoDecodeError(
             path, f"dangling symlink (points to {os.readlink(path)!r})", "fix or remove the link"
         )
     if not os.path.exists(path):
-        raise VideoDecodeError(path, "file not found", "check the path and the annotation root")
+        raise VideoDecodeError(path, "file not found", "check the path, or the annotation root for a dataset")
     if os.path.isdir(path):
-        raise VideoDecodeError(path, "is a directory, not a video file", "point the annotation at a file")
+        raise VideoDecodeError(path, "is a directory, not a video file", "give the path of a video file")
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a named pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a special file"
+        )  # fmt: skip
+        raise VideoDecodeError(
+            path,
+            f"not a regular file ({kind})",
+            "save the video to a file first; pipes and devices cannot seek",
+        )
     if os.path.getsize(path) == 0:
-        raise VideoDecodeError(path, "empty file (0 bytes)", "re-download or remove it from the annotations")
+        raise VideoDecodeError(
+            path, "empty file (0 bytes)", "re-download it, or remove it from the annotations"
+        )
 
 
 def check_limits(
