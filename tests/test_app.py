@@ -53,10 +53,26 @@ def test_app_options_are_checked_before_anything_is_served(tmp_path, capsys):
     assert main(["app", "--weights", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fast-timesformer app: error:") and "missing" in err[0]
-    assert main(["app", "--weights", str(tmp_path), "--port", "0"]) == 2
-    assert "--port: must be positive" in capsys.readouterr().err
+    for port in ("0", "99999", "http"):
+        assert main(["app", "--weights", str(tmp_path), "--port", port]) == 2
+        assert "argument --port: " in capsys.readouterr().err
     assert main(["app", "--weights", str(tmp_path), "--device", "bogus"]) == 1
     assert "--device" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_one_line(tmp_path, capsys):
+    pytest.importorskip("gradio")
+    weights = make_demo_folder(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["app", "--weights", str(weights), "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1]
+        == f"fast-timesformer app: error: port {port} on 127.0.0.1 is in use; pick another with --port"
+    )
 
 
 def test_analyser_guards_each_view_and_refuses_bad_uploads(tmp_path):

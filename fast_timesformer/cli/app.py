@@ -7,6 +7,19 @@ import signal
 from fast_timesformer.cli.parser import ArgumentParser, add_reader_options, error, positive, reader_options
 
 
+def port_number(text: str) -> int:
+    """An argparse ``type`` for a TCP port (1-65535)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1-65535, got {value}")
+    return value
+
+
 def run(argv: list[str]) -> int:
     from fast_timesformer.app.page import (
         DEFAULT_CONCURRENCY,
@@ -27,7 +40,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
-    parser.add_argument("--port", type=positive(int), default=7860, help="port (default 7860)")
+    parser.add_argument("--port", type=port_number, default=7860, help="TCP port, 1-65535 (default 7860)")
     parser.add_argument("--top-k", type=positive(int), default=5, help="labels shown per model (default 5)")
     parser.add_argument(
         "--batch-size", type=positive(int), default=8, help="views per forward pass (default 8)"
@@ -70,6 +83,8 @@ def run(argv: list[str]) -> int:
             timeline=not args.no_timeline, explain=not args.no_attention, **reader_options(args),
         )  # fmt: skip
     except OSError as problem:  # a weights folder that cannot be read, a port in use
+        if "Cannot find empty port" in str(problem):  # Gradio's words name its own settings, not ours
+            return error("app", f"port {args.port} on {args.host} is in use; pick another with --port")
         return error("app", str(problem).splitlines()[0] if str(problem) else repr(problem))
     except ValueError as problem:  # CheckpointError is a ValueError; OptionError passes to the CLI handler
         from fast_timesformer.errors import OptionError
@@ -77,4 +92,6 @@ def run(argv: list[str]) -> int:
         if isinstance(problem, OptionError):
             raise
         return error("app", f"cannot load weights: {problem}")
+    except OverflowError as problem:  # a host or port the socket layer refuses
+        return error("app", f"cannot listen on {args.host}:{args.port} ({problem})")
     return 0
