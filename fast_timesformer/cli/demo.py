@@ -41,6 +41,12 @@ def _add_arguments(parser: argparse.ArgumentParser, default: DemoRecipe) -> None
         help="only write the dataset (DIR/data), e.g. for `fast-timesformer fit --config configs/demo.yaml`",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    parser.add_argument(
+        "--precision",
+        choices=("32-true", "bf16-mixed"),
+        default=default.precision,
+        help="training precision (default %(default)s; bf16-mixed needs a CPU with bf16 units to be fast)",
+    )
 
 
 def run(argv: list[str]) -> int:
@@ -52,7 +58,13 @@ def run(argv: list[str]) -> int:
     _add_arguments(parser, DemoRecipe())
     args = parser.parse_args(argv)
 
-    recipe = replace(DemoRecipe(), epochs=args.epochs, num_train=args.num_train, num_val=args.num_val)
+    recipe = replace(
+        DemoRecipe(),
+        epochs=args.epochs,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        precision=args.precision,
+    )
     if args.data_only:
         root = Path(args.output) / "data"
         make_data(root, recipe, args.seed)

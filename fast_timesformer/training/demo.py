@@ -52,6 +52,9 @@ class DemoRecipe:
     lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 3.0
+    precision: str = (
+        "32-true"  #: Lightning precision: "32-true" or "bf16-mixed" (BENCHMARKS.md: no gain here)
+    )
 
 
 def choose_threads(threads: int | None = None) -> int:
@@ -154,7 +157,7 @@ def _train(name: str, attention_type: str, *, recipe: DemoRecipe, datamodule: An
         weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
     )  # fmt: skip
     trainer = Trainer(
-        max_epochs=recipe.epochs, accelerator="cpu", devices=1, logger=CSVLogger(output, name="runs", version=name),
+        max_epochs=recipe.epochs, accelerator="cpu", devices=1, precision=recipe.precision, logger=CSVLogger(output, name="runs", version=name),
         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=4,
         plugins=[AtomicCheckpointIO()], callbacks=[_progress_callback(name)], enable_progress_bar=False,
     )  # fmt: skip

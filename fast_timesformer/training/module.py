@@ -52,6 +52,7 @@ from fast_timesformer.training.callbacks import NonFiniteLossError
 from fast_timesformer.training.datamodule import VideoDataModule
 from fast_timesformer.training.evaluation import MultiViewAccumulator, video_metrics
 from fast_timesformer.training.optim import WarmupCosine, WarmupSteps, parameter_groups
+from fast_timesformer.training.precision import check_cpu_precision
 from fast_timesformer.training.seeding import seed_all, seed_for
 
 
@@ -214,6 +215,10 @@ class VideoClassifier(LightningModule):
                     f"the data has {len(self.class_names)} classes but the model has {self.model.num_classes} "
                     "outputs: set --model.num_classes (the fast-timesformer command links them automatically)"
                 )
+
+    def on_fit_start(self) -> None:
+        # bf16 on a CPU that emulates it is slower than float32: say so once (training/precision.py).
+        check_cpu_precision(self.trainer.precision, self.device.type)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout and drop path draw from the global RNG: seed it per batch so a resumed run continues
