@@ -77,3 +77,44 @@ def test_lightning_bf16_mixed_trains_on_the_cpu_with_favor_features_in_float32(a
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
     if attention == "performer":
         assert seen["features"] == {torch.float32}
+
+
+def test_float32_islands_apply_only_to_cpu_bf16_training():
+    from fast_timesformer.layers.fast_paths import cpu_bf16_training, float32_sdpa
+
+    x = torch.randn(2, 3)
+    assert not cpu_bf16_training(x)  # no autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert cpu_bf16_training(x)
+        with torch.no_grad():
+            assert not cpu_bf16_training(x)  # inference keeps the bf16 kernels
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert not cpu_bf16_training(x)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 20, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    reference = torch.softmax(q @ k.transpose(-1, -2) / 8**0.5, dim=-1) @ v
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = float32_sdpa(q.bfloat16(), k.bfloat16(), v.bfloat16(), None, 0.0)
+    assert out.dtype == torch.bfloat16
+    assert (out.double() - reference).abs().max() < 2e-2  # bf16 inputs, float32 arithmetic
+
+
+def test_bf16_training_gradients_follow_float32():
+    from fast_timesformer import FastTimeSformer
+
+    torch.manual_seed(0)
+    model = FastTimeSformer(
+        num_frames=4, image_size=32, patch_size=8, dim=64, depth=2, heads=4, num_classes=5
+    )
+    video, labels = torch.randn(2, 4, 3, 32, 32), torch.tensor([1, 3])
+
+    def grads(bf16: bool) -> torch.Tensor:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(video), labels)
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    full, half = grads(False), grads(True)
+    cosine = torch.nn.functional.cosine_similarity(full, half, dim=0)
+    assert cosine > 0.99, cosine

@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from fast_timesformer.attention.base import Attention, merge_heads
-from fast_timesformer.layers.fast_paths import SHORT_SEQUENCE, short_softmax, use_short_softmax
+from fast_timesformer.layers.fast_paths import (
+    SHORT_SEQUENCE,
+    cpu_bf16_training,
+    float32_sdpa,
+    short_softmax,
+    use_short_softmax,
+)
 
 
 class RegularAttention(Attention):
@@ -28,6 +34,8 @@ class RegularAttention(Attention):
         if use_short_softmax(q, mask, dropout):
             return merge_heads(short_softmax(q, k, v))
         attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N): True = attend
+        if cpu_bf16_training(q):  # bf16 flash backward is 4x slower than float32's on CPU (fast_paths.py)
+            return merge_heads(float32_sdpa(q, k, v, attn_mask, dropout))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (B, H, N, d)
         return merge_heads(out)
 

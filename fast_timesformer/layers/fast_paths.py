@@ -12,12 +12,21 @@ and ``python benchmarks/attention.py --short`` measure them; BENCHMARKS.md has t
 2. **Explicit short softmax** (:class:`~fast_timesformer.attention.RegularAttention`): on CPU, without
    autograd, mask or attention dropout, sequences of at most :data:`SHORT_SEQUENCE` tokens (divided
    attention's temporal groups) use ``softmax(q k^T) v`` instead of SDPA, whose fused CPU kernel's per-group
-   set-up dominates there (1.2-1.5x faster at 4-16 tokens).
+   set-up dominates there (1.2-1.5x faster at 4-16 tokens). Also used *with* autograd in CPU bfloat16
+   training (fast path 4's condition): there the explicit product's backward is plain bf16 matmuls, while
+   SDPA's fused backward is the slow part of the step.
 3. **Fused temporal projection** (the divided block): ``temporal_fc(proj(h))`` as one linear map with the
    composed weights, where nothing random stands between the two layers (eval mode, or no drop path and no
    projection dropout), where it is cheaper (more rows than the projection's input width: composing costs
    as much as applying one layer to that many rows) and where no hook watches either layer (small config:
    5% faster inference, 8% faster training step).
+4. **float32 islands in CPU bfloat16 training** (SDPA and the patch embedding): under
+   ``torch.autocast("cpu", dtype=torch.bfloat16)`` with autograd, PyTorch's CPU kernels for the *backward*
+   of bf16 flash attention and of the bf16 patch convolution are 4x and 3x slower than their float32 ones
+   (profiled: 35 vs 8.7 ms per attention call, 60 vs 18 ms per patch-embedding backward, small config), while
+   the matmuls around them gain 3-4x from bf16 (AMX). So those two run in float32 there and hand bf16 (SDPA)
+   or float32 (the embedding, as autocast would for the residual stream) on; results are more precise, not
+   less. Inference and GPUs are untouched (``python benchmarks/bf16_training.py`` measures it).
 """
 
 from __future__ import annotations
@@ -55,13 +64,14 @@ def gelu(hidden: torch.Tensor, act: nn.Module) -> torch.Tensor:
 
 # -- 2. explicit short softmax ------------------------------------------------------------------------------
 def use_short_softmax(q: torch.Tensor, mask: torch.Tensor | None, dropout: float) -> bool:
-    """True where :func:`short_softmax` beats SDPA: CPU, no autograd, no mask, no dropout, short sequence."""
+    """True where :func:`short_softmax` beats SDPA: CPU, no mask, no dropout, short sequence, and no autograd
+    unless in CPU bfloat16 training (:func:`cpu_bf16_training`)."""
     return (
         mask is None
         and dropout == 0.0
         and q.shape[-2] <= SHORT_SEQUENCE
         and q.device.type == "cpu"
-        and not q.requires_grad
+        and (not q.requires_grad or cpu_bf16_training(q))
     )
 
 
@@ -72,6 +82,27 @@ def short_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Te
 
 
 # -- 3. fused pair of linear layers -------------------------------------------------------------------------
+def cpu_bf16_training(x: torch.Tensor) -> bool:
+    """True under CPU bfloat16 autocast with autograd on: where fast path 4 (float32 islands) applies."""
+    return (
+        x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
+
+
+def float32_sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout_p: float
+) -> torch.Tensor:
+    """SDPA computed in float32 (autocast off), returned in ``q``'s dtype: fast path 4."""
+    with torch.autocast("cpu", enabled=False):
+        out = F.scaled_dot_product_attention(
+            q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=dropout_p
+        )
+    return out.to(q.dtype)
+
+
 def can_fuse_linears(
     first: nn.Linear, second: nn.Linear, rows: int, watched: Iterable[nn.Module] = ()
 ) -> bool:
