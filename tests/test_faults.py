@@ -5,9 +5,9 @@ via ``fast_timesformer.cli.main`` in this process: each case must exit 1 with ex
 no traceback, the file's path and the expected reason. Then the run-folder faults, in subprocesses: a
 ``fit`` killed with SIGKILL between saves and in the middle of a checkpoint write, each resumed with
 ``--ckpt_path last``, and a full disk (a small tmpfs; skipped with the reason where it cannot be mounted).
-The README's "Reliability" table lists these cases and their outcomes. Option and ``config.json`` faults
-are in tests/test_bad_input.py, dataset-level skipping in tests/test_data_dataset.py and NaN loss in
-tests/test_training.py.
+A NaN loss and bad ``fit`` options go through the command line too. The README's "Reliability" table lists
+these cases and their outcomes. ``config.json`` faults and the inference options are in
+tests/test_bad_input.py, dataset-level skipping in tests/test_data_dataset.py.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from fast_timesformer.data.synthetic import generate_motion_dataset
 
 TINY = dict(num_frames=4, image_size=32, patch_size=8, dim=32, depth=2, heads=2, num_classes=3)
 REPO = Path(__file__).resolve().parent.parent
-SEED_LINE = re.compile(r"^(INFO: )?Seed set to \d+$")  # Lightning's seed_everything, before the options
+# Lightning's own progress lines (seed, devices, tips), which its logger prints at INFO level before the error
+LIGHTNING_INFO = re.compile(r"^(INFO: )?Seed set to \d+$|^INFO: ")
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def setting(tmp_path_factory):
 
 
 def one_line_failure(capsys, argv: list[str], monkeypatch: pytest.MonkeyPatch | None = None) -> str:
-    """Run ``argv``; assert exit 1 and one error line on stderr (besides Lightning's "Seed set to N")."""
+    """Run ``argv``; assert exit 1 and one error line on stderr (besides Lightning's INFO lines)."""
     capsys.readouterr()
     for name in (
         "lightning",
@@ -187,7 +188,7 @@ def one_line_failure(capsys, argv: list[str], monkeypatch: pytest.MonkeyPatch | 
                 monkeypatch.setattr(handler, "stream", sys.stderr)
     code = main(argv)
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and not SEED_LINE.match(line)]
+    lines = [line for line in err.splitlines() if line.strip() and not LIGHTNING_INFO.match(line)]
     assert code == 1, (code, err)
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -273,6 +274,22 @@ def test_a_bad_fit_option_is_one_line_before_work(setting, capsys, monkeypatch, 
     line = one_line_failure(capsys, ["fit", "--config", str(setting["config"]), *option], monkeypatch)
     assert expected in line, line
     assert not (setting["root"] / "run").exists()  # refused before the run folder was created
+
+
+def test_a_nan_loss_stops_fit_in_one_line_and_writes_no_checkpoint(setting, tmp_path, capsys, monkeypatch):
+    real, calls = torch.nn.CrossEntropyLoss.forward, []
+
+    def diverging(self, logits, labels):  # the loss of a run whose learning rate is far too high
+        calls.append(1)
+        loss = real(self, logits, labels)
+        return loss * float("nan") if len(calls) >= 2 else loss
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", diverging)
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "fit.yaml", setting["motion"], run)
+    line = one_line_failure(capsys, ["fit", "--config", str(config)], monkeypatch)
+    assert "training loss is nan at epoch 0, batch 1" in line and "--model.lr" in line, line
+    assert not list(run.rglob("*.ckpt"))  # no NaN checkpoint, not even last.ckpt
 
 
 # -- run folders: kill -9 and a full disk -------------------------------------------------------------
