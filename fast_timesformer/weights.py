@@ -93,7 +93,12 @@ def export_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLik
     with no_init_weights():  # every tensor is loaded strictly below
         model = FastTimeSformer(**extra["model_config"])
     model.load_state_dict(weights, strict=True)
-    save_pretrained(model, directory, preprocessing=extra.get("preprocessing"), class_names=names)
+    task = (
+        {"type": "multilabel", "thresholds": extra.get("thresholds")}
+        if extra.get("task") == "multilabel"
+        else None
+    )
+    save_pretrained(model, directory, preprocessing=extra.get("preprocessing"), class_names=names, task=task)
     return Path(directory)
 
 

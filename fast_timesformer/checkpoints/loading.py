@@ -481,6 +481,7 @@ def _attach_metadata(model: nn.Module, ckpt: Checkpoint, report: LoadReport) -> 
             ckpt.file, f"invalid preprocessing ({error})", "fix or remove the field in config.json"
         ) from None
     model.class_names, model.preprocessing, model.load_report = names, prep, report
+    model.task = ckpt.task
 
 
 __all__ = [

@@ -40,6 +40,7 @@ def save_pretrained(
     *,
     preprocessing: Preprocessing | Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
+    task: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed), atomically.
 
@@ -49,6 +50,8 @@ def save_pretrained(
         preprocessing: a :class:`Preprocessing`, or fields replacing those of the model's own
             ``preprocessing`` (set when it was loaded), else of :func:`default_preprocessing`.
         class_names: one name per output (default: the model's ``class_names`` attribute, if any).
+        task: ``{"type": "multilabel", "thresholds": [...]}`` for a multi-label model (default: the model's
+            ``task`` attribute, set when it was loaded); single-label models write none.
     """
     try:
         from safetensors.torch import save_file
@@ -75,6 +78,14 @@ def save_pretrained(
         "model": model.config, "preprocessing": prep.to_dict(),
         "class_names": list(names) if names is not None else None,
     }  # fmt: skip
+    task = task if task is not None else getattr(model, "task", None)
+    if task is not None and task.get("type") == "multilabel":
+        thresholds = task.get("thresholds")
+        if thresholds is not None and len(thresholds) != model.num_classes:
+            raise ValueError(
+                f"got {len(thresholds)} thresholds for a model with num_classes={model.num_classes}"
+            )
+        meta["task"] = {"type": "multilabel", "thresholds": None if thresholds is None else list(thresholds)}
     text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
     tensors = _standalone_tensors(model.state_dict())
     atomic_write(  # weights first: a crash between the two renames leaves the old config's folder loadable

@@ -70,6 +70,7 @@ class Checkpoint:
     config: dict[str, Any]  #: FastTimeSformer constructor arguments the tensors fit
     class_names: list[str] | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    task: dict[str, Any] | None = None  #: {"type": "multilabel", "thresholds": [...]} or None (single-label)
     renamed: int = 0  #: how many names were translated
     dropped: dict[str, str] = field(default_factory=dict)  #: file key -> why it was left out while mapping
     assumed: set[str] = field(default_factory=set)  #: config keys guessed (not read), free to override
@@ -207,10 +208,34 @@ def _read_ours(folder: Path, meta: dict[str, Any]) -> Checkpoint:
     preprocessing = meta.get("preprocessing") or {}
     if not isinstance(preprocessing, dict):
         raise CheckpointError(config_file, "preprocessing must be an object", "fix or remove the field")
+    task = _read_task(meta.get("task"), int(meta["model"].get("num_classes", 0)), config_file)
     return Checkpoint(
         file=weights, kind="fast-timesformer", state_dict=state_dict, config=dict(meta["model"]),
-        class_names=names, preprocessing=dict(preprocessing),
+        class_names=names, preprocessing=dict(preprocessing), task=task,
     )  # fmt: skip
+
+
+def _read_task(task: Any, num_classes: int, config_file: Path) -> dict[str, Any] | None:
+    """config.json's ``task``: None (single-label) or a multi-label type with one threshold in (0, 1) per class."""
+    if task is None:
+        return None
+    fix = "fix the field, or remove it for a single-label model"
+    if not isinstance(task, dict) or task.get("type") not in ("single", "multilabel"):
+        raise CheckpointError(
+            config_file, f"task must be {{'type': 'multilabel', 'thresholds': [...]}}, got {task!r}", fix
+        )
+    if task["type"] == "single":
+        return None
+    thresholds = task.get("thresholds")
+    if thresholds is not None and (
+        not isinstance(thresholds, list)
+        or len(thresholds) != num_classes
+        or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1 for t in thresholds)
+    ):
+        raise CheckpointError(
+            config_file, f"task.thresholds must be {num_classes} numbers in (0, 1), one per class", fix
+        )
+    return {"type": "multilabel", "thresholds": thresholds}
 
 
 def _read_weight_file(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:

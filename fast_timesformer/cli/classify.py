@@ -62,7 +62,12 @@ def run(argv: list[str]) -> int:
         for result in results:
             print(f"{result['video']}  ({protocol})")
             for prediction in result["predictions"]:
-                print(f"  {100 * prediction['probability']:5.1f}%  {prediction['label']}")
+                above = (
+                    f"  (threshold {100 * prediction['threshold']:.0f}%)" if "threshold" in prediction else ""
+                )
+                print(f"  {100 * prediction['probability']:5.1f}%  {prediction['label']}{above}")
+            if not result["predictions"] and predictor.multilabel:
+                print("  no class at or above its threshold")
     for problem in errors:
         error("classify", f"{problem['video']}: {problem['error']}")
     return 1 if errors else 0

@@ -46,6 +46,8 @@ def run(args: list[str] | None) -> int:
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
             parser.link_arguments("data.num_frames", "model.num_frames")
             parser.link_arguments("data.crop_size", "model.image_size")
+            # --model.task multilabel reads label lists and gives multi-hot targets (--data.multilabel)
+            parser.link_arguments("model.task", "data.multilabel", compute_fn=_is_multilabel)
             parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
             parser.set_defaults(
                 {
@@ -128,3 +130,7 @@ def run(args: list[str] | None) -> int:
 
 
 __all__ = ["COMMANDS", "run"]
+
+
+def _is_multilabel(task: str) -> bool:
+    return task == "multilabel"

@@ -15,6 +15,9 @@ Formats (``read_annotations(path, format=...)``; ``"auto"`` picks one from the p
 * ``"ssv2_json"`` — Something-Something v2 ``something-something-v2-{train,validation}.json``; classes
   from ``something-something-v2-labels.json`` (template -> id) next to it or passed as ``classes``;
   videos at ``<root>/<id>.webm``; the class of an entry is its template with ``[`` ``]`` removed.
+* ``"charades_csv"`` — the Charades CSV (``id,...,actions,length``), multi-label: every action class of
+  ``<root>/<id>.mp4``; names from ``Charades_v1_classes.txt`` beside it (`read_charades_csv`). Multi-label
+  lists are ``"list"`` files whose label field lists classes (``path a,b``), read with ``multilabel=True``.
 * ``"ucf101"`` — UCF101 split files ``trainlist0N.txt`` (``Class/v_Class_gXX_cYY.avi 1-based-label``) and
   ``testlist0N.txt`` (path only, class from the folder), with ``classInd.txt`` next to them; labels become
   0-based.
@@ -30,6 +33,7 @@ Every malformed line raises `AnnotationError` naming the file and the 1-based li
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import os
@@ -38,7 +42,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .formats import read_kinetics_csv, read_ssv2_json, read_ucf101
+from .formats import read_charades_csv, read_kinetics_csv, read_ssv2_json, read_ucf101
 from .records import (
     AnnotationError,
     AnnotationSet,
@@ -48,6 +52,7 @@ from .records import (
     join_root,
     load_class_file,
     read_text_lines,
+    resolve_label_lists,
     resolve_labels,
 )
 
@@ -67,16 +72,26 @@ VIDEO_EXTENSIONS = (
     ".ogv",
     ".3gp",
 )
-FORMATS = ("auto", "list", "folder", "kinetics_csv", "ssv2_json", "ucf101")
+FORMATS = ("auto", "list", "folder", "kinetics_csv", "ssv2_json", "ucf101", "charades_csv")
 _PATH_COLUMNS = ("path", "video", "filename", "file", "video_path")
 _LABEL_COLUMNS = ("label", "class", "label_id", "class_id", "target")
 _UCF_SPLIT = re.compile(r"^(train|test)list\d+\.txt$", re.IGNORECASE)
+_LIST_SEPARATORS = re.compile(r"[,;|]")  # between the labels of a multi-label list
 
 
 def _split(line: str) -> list[str]:
     if "," in line:
         return [field.strip() for field in next(csv.reader(io.StringIO(line)))]
     return line.split()
+
+
+def _label_list_line(line: str) -> bool:
+    """``path a,b`` (whitespace, then labels joined by , ; or |): a multi-label list line. Not CSV with a path
+    holding spaces (``my clip.mp4,cat``: the part before the separator ends in a file extension)."""
+    parts = line.split()
+    if len(parts) != 2 or '"' in line or not _LIST_SEPARATORS.search(parts[1]):
+        return False
+    return not re.search(r"\.\w{2,4}$", _LIST_SEPARATORS.split(parts[1])[0])
 
 
 def _video_id(relative: str) -> str:
@@ -91,11 +106,14 @@ def read_list(
     encoding: str = "utf-8",
     split: str | None = None,
     allow_outside_root: bool = False,
+    multilabel: bool = False,
 ) -> AnnotationSet:
     """Read a ``path label`` list (whitespace or comma separated, optional header). See the module docstring.
 
     With a header that has a ``split`` column, ``split`` selects the rows of one split (required when the
-    file holds several).
+    file holds several). With ``multilabel``, the label field is a list (``path a,b`` or ``path a;b``;
+    in a CSV with a header, a quoted ``"a,b"``; an empty field is a video with no label) and each record
+    gets ``labels``; a list like that read without ``multilabel`` is refused, naming the option.
     """
     path = Path(path)
     root_dir = Path(root) if root is not None else path.parent
@@ -125,6 +143,20 @@ def read_list(
                 sha_col = lowered.index("sha256") if "sha256" in lowered else None
                 width, header_seen = len(fields), True
                 continue
+        listed = not header_seen and _label_list_line(line)
+        if not multilabel and listed:
+            raise AnnotationError(
+                path, number,
+                f"the label {line.split()[1]!r} is a list of labels: this is a multi-label annotation; train "
+                "it with --model.task multilabel (read_annotations(..., multilabel=True))",
+            )  # fmt: skip
+        if multilabel and not header_seen:
+            if listed:
+                fields = line.split(None, 1)  # "path a,b,c": the path, then the label list
+            elif "," in line and '"' not in line and " " not in line:
+                fields = [fields[0], ";".join(fields[1:])]  # "path,a,b": the path, then labels
+            elif len(fields) == 1:
+                fields = [fields[0], ""]  # a path alone: a video with none of the classes
         if len(fields) != width:
             expected = f"{width} columns like the header" if header_seen else "2 fields 'path label'"
             raise AnnotationError(
@@ -153,15 +185,31 @@ def read_list(
             f"no rows of split {split!r}" if split is not None else "only blank lines, comments or a header"
         )
         raise empty_annotation(path, what)
-    labels, names = resolve_labels(path, tokens, given)
+    if multilabel:
+        groups = [(number, [t for t in _LIST_SEPARATORS.split(text) if t.strip()]) for number, text in tokens]
+        label_lists, names = resolve_label_lists(
+            path, [(n, [t.strip() for t in g]) for n, g in groups], given
+        )
+        labels = [group[0] if group else -1 for group in label_lists]
+    else:
+        for number, token in tokens:
+            if _LIST_SEPARATORS.search(token) and (given is None or token not in given):
+                raise AnnotationError(
+                    path, number,
+                    f"the label {token!r} is a list of labels: this is a multi-label annotation; train it "
+                    "with --model.task multilabel (read_annotations(..., multilabel=True))",
+                )  # fmt: skip
+        labels, names = resolve_labels(path, tokens, given)
+        label_lists = [None] * len(labels)
     records = [
         VideoRecord(
             path=join_root(root_dir, relative, file=path, line=number, allow_outside=allow_outside_root),
             label=label,
             video_id=_video_id(relative),
             sha256=digest,
+            labels=group,
         )  # fmt: skip
-        for (number, relative), label, digest in zip(rows, labels, digests)
+        for (number, relative), label, digest, group in zip(rows, labels, digests, label_lists)
     ]
     return AnnotationSet(records=records, classes=names, source=str(path), format="list")
 
@@ -216,6 +264,8 @@ def detect_format(path: str | os.PathLike) -> str:
             first = handle.readline().decode("utf-8", errors="replace").lower()
         if "youtube_id" in first:
             return "kinetics_csv"
+        if "actions" in first.split(",") or "actions" in [c.strip() for c in first.split(",")]:
+            return "charades_csv"
     return "list"
 
 
@@ -228,6 +278,7 @@ def read_annotations(
     encoding: str = "utf-8",
     split: str | None = None,
     allow_outside_root: bool = False,
+    multilabel: bool = False,
 ) -> AnnotationSet:
     """Read any supported annotation into an `AnnotationSet` (see the module docstring).
 
@@ -239,6 +290,9 @@ def read_annotations(
         encoding: text encoding of the annotation files.
         split: rows of this split only, for files with a ``split`` column (lists with a header, Kinetics CSV).
         allow_outside_root: accept relative video paths that leave ``root`` (``../..``); refused by default.
+        multilabel: records carry every class of their video (``labels``): label lists (``path a,b``) and
+            the Charades CSV; other formats give one-class lists. Charades or label lists without it are
+            refused with a message naming ``--model.task multilabel``.
 
     Duplicate entries (the same video listed twice) are kept, as listed, with a warning: each copy counts.
     """
@@ -250,17 +304,32 @@ def read_annotations(
     if chosen == "folder":
         if classes is not None:
             raise ValueError("classes= is not used with format='folder': classes are the sorted folder names")
-        return read_folder(path)
+        return _as_multilabel(read_folder(path)) if multilabel else read_folder(path)
     common = dict(root=root, classes=classes, encoding=encoding, allow_outside_root=allow_outside_root)
     if chosen == "list":
-        annotation_set = read_list(path, split=split, **common)
+        annotation_set = read_list(path, split=split, multilabel=multilabel, **common)
+    elif chosen == "charades_csv":
+        if split is not None:
+            raise ValueError("split= is not used with Charades CSVs: they hold one split per file")
+        annotation_set = read_charades_csv(path, multilabel=multilabel, **common)
     elif chosen == "kinetics_csv":
         annotation_set = read_kinetics_csv(path, split=split, **common)
     elif split is not None:
         raise ValueError(f"split= is only used with 'list' and 'kinetics_csv' annotations, not {chosen!r}")
     else:
         annotation_set = {"ssv2_json": read_ssv2_json, "ucf101": read_ucf101}[chosen](path, **common)
+    if multilabel:
+        annotation_set = _as_multilabel(annotation_set)
     warn_duplicates(annotation_set)
+    return annotation_set
+
+
+def _as_multilabel(annotation_set: AnnotationSet) -> AnnotationSet:
+    """Single-label formats read for a multi-label run: each video's one class as its list."""
+    annotation_set.records = [
+        record if record.labels is not None else dataclasses.replace(record, labels=(record.label,))
+        for record in annotation_set.records
+    ]
     return annotation_set
 
 

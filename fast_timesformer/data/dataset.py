@@ -129,6 +129,7 @@ class VideoDataset(torch.utils.data.Dataset):
         backend: str = "auto",
         cache_frames: bool = False,
         verify_checksums: bool = False,
+        multilabel: bool = False,
     ):
         """
         Args:
@@ -165,6 +166,8 @@ class VideoDataset(torch.utils.data.Dataset):
             allow_images: accept still images as one-frame videos (refused by default).
             verify_checksums: compare records' ``sha256`` (decoded frames) whenever a video is decoded whole
                 (``cache_frames``); a mismatch makes the video a bad sample.
+            multilabel: items' ``label`` is a float32 multi-hot (C,) tensor of the record's ``labels``
+                (read with ``read_annotations(..., multilabel=True)``) instead of an int.
             backend: video decoding backend, "auto", "pyav" or "torchcodec".
             cache_frames: keep every decoded video (all its frames, uint8) in memory after its first use,
                 so later epochs only sample and transform. For small datasets such as the built-in one
@@ -188,11 +191,17 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
         self.records = list(records)
         self.classes = [str(name) for name in classes]
+        self.multilabel = multilabel
         for record in self.records:
-            if not 0 <= record.label < len(self.classes):
+            labels = (
+                (record.labels if record.labels is not None else (record.label,))
+                if multilabel
+                else (record.label,)
+            )
+            if any(not 0 <= label < len(self.classes) for label in labels):
                 raise ValueError(
-                    f"label {record.label} of {record.path!r} is outside the {len(self.classes)} classes; "
-                    "pass the class list the labels were made with"
+                    f"label {record.label if not multilabel else list(labels)} of {record.path!r} is outside the "
+                    f"{len(self.classes)} classes; pass the class list the labels were made with"
                 )
         self.num_frames = num_frames
         self.sampling = sampling
@@ -320,11 +329,18 @@ class VideoDataset(torch.utils.data.Dataset):
             return BadSample(path=record.path, reason=reason, index=video_index, view=view, video_shape=shape)
         return {
             "video": clip_tensor,
-            "label": record.label,
+            "label": self._target(record),
             "index": video_index,
             "video_id": record.video_id,
             "view": view,
         }
+
+    def _target(self, record: VideoRecord) -> int | torch.Tensor:
+        if not self.multilabel:
+            return record.label
+        target = torch.zeros(len(self.classes))
+        target[list(record.labels if record.labels is not None else (record.label,))] = 1.0
+        return target
 
     def __repr__(self) -> str:
         return (
@@ -359,7 +375,11 @@ def collate_videos(batch: Sequence[dict[str, Any] | BadSample]) -> dict[str, Any
         video = torch.empty((0, *(shape or (0, 0, 0, 0))))
     return {
         "video": video,
-        "label": torch.tensor([item["label"] for item in good], dtype=torch.long),
+        "label": (  # (B,) class indices, or (B, C) multi-hot targets of a multi-label dataset
+            torch.stack([item["label"] for item in good])
+            if good and isinstance(good[0]["label"], torch.Tensor)
+            else torch.tensor([item["label"] for item in good], dtype=torch.long)
+        ),
         "index": torch.tensor([item["index"] for item in good], dtype=torch.long),
         "view": torch.tensor([item["view"] for item in good], dtype=torch.long),
         "video_id": [item["video_id"] for item in good],

@@ -21,8 +21,10 @@ from .records import (
     given_classes,
     is_within,
     join_root,
+    load_class_file,
     outside_root,
     read_text_lines,
+    resolve_label_lists,
     resolve_labels,
 )
 
@@ -221,4 +223,72 @@ def read_ucf101(
     return AnnotationSet(records=records, classes=names, source=str(path), format="ucf101")
 
 
-__all__ = ["read_kinetics_csv", "read_ssv2_json", "read_ucf101"]
+def _charades_classes(path: Path, classes: Sequence[str] | str | os.PathLike | None, encoding: str):
+    """(class ids, display names) from ``Charades_v1_classes.txt`` (``c000 Holding some clothes``) or ``classes``."""
+    given = given_classes(classes, encoding)
+    if given is None and (path.parent / "Charades_v1_classes.txt").is_file():
+        given = load_class_file(path.parent / "Charades_v1_classes.txt", encoding)
+    if given is None:
+        return None, None
+    ids = [line.split(None, 1)[0] for line in given]
+    names = [line.split(None, 1)[1] if len(line.split(None, 1)) == 2 else line for line in given]
+    return ids, names
+
+
+def read_charades_csv(
+    path: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    classes: Sequence[str] | str | os.PathLike | None = None,
+    encoding: str = "utf-8",
+    allow_outside_root: bool = False,
+    multilabel: bool = True,
+) -> AnnotationSet:
+    """Read a Charades CSV (``id,...,actions,length``; actions ``c092 11.90 21.20;c147 0.00 12.60``) as
+    multi-label records: the video ``<root>/<id>.mp4`` has every action class listed (their times are
+    not used). Classes: ``Charades_v1_classes.txt`` beside the CSV (``c000 Holding some clothes``; the
+    names are the descriptions, in file order) or ``classes``; otherwise the sorted action ids seen.
+    """
+    path = Path(path)
+    if not multilabel:
+        raise AnnotationError(
+            path, None, "Charades annotations are multi-label (a video holds several actions); train them with "
+            "--model.task multilabel (read_annotations(..., multilabel=True))",
+        )  # fmt: skip
+    root_dir = Path(root) if root is not None else path.parent
+    reader = csv.DictReader(read_text_lines(path, encoding))
+    columns = set(reader.fieldnames or [])
+    if not {"id", "actions"} <= columns:
+        raise AnnotationError(path, 1, f"Charades CSV header needs 'id' and 'actions', got {sorted(columns)}")
+    ids, names = _charades_classes(path, classes, encoding)
+    entries: list[tuple[int, str]] = []
+    groups: list[tuple[int, list[str]]] = []
+    for number, row in enumerate(reader, start=2):
+        if None in row or row["id"] is None or row["actions"] is None:
+            raise AnnotationError(path, number, f"expected {len(reader.fieldnames)} columns like the header")
+        actions = []
+        for action in filter(None, (part.strip() for part in row["actions"].split(";"))):
+            fields = action.split()
+            if len(fields) != 3:
+                raise AnnotationError(
+                    path, number, f"action {action!r} is not 'class start end' (e.g. 'c092 11.90 21.20')"
+                )
+            actions.append(fields[0])
+        entries.append((number, row["id"].strip()))
+        groups.append((number, actions))
+    if not entries:
+        raise empty_annotation(path, "header only")
+    label_lists, found = resolve_label_lists(path, groups, ids)
+    records = [
+        VideoRecord(
+            path=_built(root_dir, root_dir / f"{video}.mp4", path, number, allow_outside_root),
+            label=group[0] if group else -1,
+            video_id=video,
+            labels=group,
+        )  # fmt: skip
+        for (number, video), group in zip(entries, label_lists)
+    ]
+    return AnnotationSet(records=records, classes=names or found, source=str(path), format="charades_csv")
+
+
+__all__ = ["read_charades_csv", "read_kinetics_csv", "read_ssv2_json", "read_ucf101"]

@@ -41,6 +41,9 @@ class VideoRecord:
     video_id: str
     #: sha256 of the decoded frames (``synthetic.frames_sha256``) when the manifest has a ``sha256`` column
     sha256: str | None = None
+    #: multi-label annotations: every class of the video (sorted, possibly empty); ``label`` is then the
+    #: first of them, or -1 for a video with none. None for single-label annotations.
+    labels: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -151,6 +154,22 @@ def resolve_labels(
     return [index[token] for _, token in tokens], names
 
 
+def resolve_label_lists(
+    path: Path, groups: list[tuple[int, list[str]]], classes: list[str] | None
+) -> tuple[list[tuple[int, ...]], list[str]]:
+    """Multi-label version of `resolve_labels`: each (line, [tokens]) group -> sorted class indices."""
+    flat = [(line, token) for line, tokens in groups for token in tokens]
+    if not flat:
+        raise AnnotationError(path, None, "no labels at all in a multi-label annotation")
+    indices, names = resolve_labels(path, flat, classes)
+    out: list[tuple[int, ...]] = []
+    position = 0
+    for _, tokens in groups:
+        out.append(tuple(sorted(set(indices[position : position + len(tokens)]))))
+        position += len(tokens)
+    return out, names
+
+
 def join_root(
     root: Path,
     relative: str,
@@ -197,6 +216,7 @@ __all__ = [
     "VideoRecord",
     "empty_annotation",
     "given_classes",
+    "resolve_label_lists",
     "is_within",
     "join_root",
     "load_class_file",

@@ -88,6 +88,12 @@ class Predictor:
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names = list(names) if names else [str(i) for i in range(model.num_classes)]
         self.batch_size = batch_size
+        task = getattr(model, "task", None) or {}
+        #: multi-label weights (config.json ``task``): views are averaged sigmoids, labels above thresholds
+        self.multilabel = task.get("type") == "multilabel"
+        self.thresholds = (
+            list(task.get("thresholds") or [0.5] * model.num_classes) if self.multilabel else None
+        )
 
     @classmethod
     def from_pretrained(
@@ -124,7 +130,7 @@ class Predictor:
 
     @torch.inference_mode()
     def scores(self, path: str | os.PathLike) -> torch.Tensor:
-        """Class probabilities (C,) of one file: the mean of its views' softmax.
+        """Class probabilities (C,) of one file: the mean of its views' softmax (sigmoid for multi-label).
 
         Raises :class:`~fast_timesformer.data.VideoDecodeError` when the file cannot be read.
         """
@@ -148,7 +154,8 @@ class Predictor:
             )
         views = torch.arange(len(logits))
         zeros = torch.zeros_like(views)
-        return aggregate_views(logits, zeros, zeros, views).scores[0]
+        method = "sigmoid" if self.multilabel else "softmax"
+        return aggregate_views(logits, zeros, zeros, views, method=method).scores[0]
 
     def classify(
         self, videos: Sequence[str | os.PathLike], *, top_k: int = 5
@@ -156,7 +163,9 @@ class Predictor:
         """Top-k labels of each file; returns (results, errors), one entry per file.
 
         Each result is ``{"video": path, "predictions": [{"label", "index", "probability"}, ...]}``; each
-        error is ``{"video": path, "error": reason}`` (an unreadable file does not stop the others).
+        error is ``{"video": path, "error": reason}`` (an unreadable file does not stop the others). For
+        multi-label weights the predictions are every class at or above its threshold (each entry also has
+        ``"threshold"``), most probable first, and ``top_k`` is not used.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -167,6 +176,15 @@ class Predictor:
             except VideoDecodeError as error:
                 fix = f" ({error.fix})" if error.fix else ""
                 errors.append({"video": path, "error": error.reason + fix})
+                continue
+            if self.multilabel:
+                order = scores.argsort(descending=True).tolist()
+                predictions = [
+                    {"label": self.class_names[i], "index": i, "probability": round(float(scores[i]), 6),
+                     "threshold": self.thresholds[i]}
+                    for i in order if float(scores[i]) >= self.thresholds[i]
+                ]  # fmt: skip
+                results.append({"video": path, "predictions": predictions})
                 continue
             values, indices = scores.topk(min(top_k, len(self.class_names)))
             predictions = [

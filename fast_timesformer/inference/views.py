@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-ENSEMBLE_METHODS = ("softmax", "sum")
+ENSEMBLE_METHODS = ("softmax", "sum", "sigmoid")  # sigmoid: multi-label (mean of per-class probabilities)
 
 
 @dataclass
@@ -28,8 +28,9 @@ class VideoPredictions:
 
     Attributes:
         video: (V,) int64 video indices (the dataset's record index).
-        scores: (V, C) float32: mean softmax probabilities ("softmax") or summed logits ("sum").
-        labels: (V,) int64 labels (-1 where unknown, e.g. prediction).
+        scores: (V, C) float32: mean softmax probabilities ("softmax"), summed logits ("sum") or mean
+            sigmoid probabilities ("sigmoid", multi-label).
+        labels: (V,) int64 labels (-1 where unknown, e.g. prediction), or (V, C) float32 multi-hot targets.
         num_views: (V,) int64 distinct views that contributed to each video.
     """
 
@@ -39,8 +40,9 @@ class VideoPredictions:
     num_views: torch.Tensor
 
     def probabilities(self, method: str) -> torch.Tensor:
-        """(V, C) class probabilities: the scores themselves for "softmax", their softmax for "sum"."""
-        return self.scores if method == "softmax" else self.scores.softmax(dim=-1)
+        """(V, C) class probabilities: the scores themselves for "softmax" and "sigmoid", their softmax for
+        "sum"."""
+        return self.scores.softmax(dim=-1) if method == "sum" else self.scores
 
 
 def check_ensemble_method(method: str) -> str:
@@ -48,7 +50,8 @@ def check_ensemble_method(method: str) -> str:
     if method not in ENSEMBLE_METHODS:
         raise ValueError(
             f"unknown ensemble method {method!r}; expected one of {list(ENSEMBLE_METHODS)} "
-            "('softmax': mean of view probabilities, 'sum': sum of view logits as in the official code)"
+            "('softmax': mean of view probabilities, 'sum': sum of view logits as in the official code, "
+            "'sigmoid': mean of per-class sigmoid probabilities, for multi-label models)"
         )
     return method
 
@@ -75,7 +78,12 @@ def aggregate_views(
     if logits.ndim != 2:
         raise ValueError(f"expected logits of shape (N, C), got {tuple(logits.shape)}")
     n = logits.shape[0]
-    if not labels.shape == video.shape == view.shape == (n,):
+    multi_hot = labels.ndim == 2
+    if multi_hot and labels.shape != logits.shape:
+        raise ValueError(
+            f"multi-hot labels must be (N, C) = {tuple(logits.shape)}, got {tuple(labels.shape)}"
+        )
+    if not (labels.shape[:1] if multi_hot else labels.shape) == video.shape == view.shape == (n,):
         raise ValueError(
             f"labels, video and view must be (N,) = ({n},), got {tuple(labels.shape)}, "
             f"{tuple(video.shape)}, {tuple(view.shape)}"
@@ -91,13 +99,23 @@ def aggregate_views(
     first = torch.full((len(unique_pairs),), n, dtype=torch.long, device=logits.device)
     first = first.scatter_reduce(0, inverse, rows, reduce="amin")  # (P,) row of each pair's first copy
 
-    logits, labels, video = logits[first].float(), labels[first].long(), video[first].long()
+    logits, video = logits[first].float(), video[first].long()
+    labels = labels[first].float() if multi_hot else labels[first].long()
     videos, owner = torch.unique(video, return_inverse=True)  # sorted (V,), (P,) position of each view
-    per_view = logits.softmax(dim=-1) if method == "softmax" else logits
+    per_view = {"softmax": logits.softmax(dim=-1), "sigmoid": logits.sigmoid(), "sum": logits}[method]
     scores = torch.zeros(len(videos), logits.shape[1], device=logits.device).index_add_(0, owner, per_view)
     counts = torch.bincount(owner, minlength=len(videos))
-    if method == "softmax":
+    if method != "sum":
         scores = scores / counts.unsqueeze(1)
+    if multi_hot:
+        video_targets = torch.zeros(len(videos), logits.shape[1], device=logits.device)
+        video_targets[owner] = labels
+        if not torch.equal(video_targets[owner], labels):
+            bad = int(video[(video_targets[owner] != labels).any(dim=1)][0])
+            raise ValueError(
+                f"the views of video {bad} carry different labels; views of one video must agree"
+            )
+        return VideoPredictions(videos, scores, video_targets, counts)
 
     video_labels = torch.full((len(videos),), -2, dtype=torch.long, device=logits.device)
     video_labels = video_labels.scatter(0, owner, labels)
@@ -129,7 +147,10 @@ def describe_protocol(
 
 def format_metrics(metrics: dict[str, float], protocol: str, *, num_videos: int | None = None) -> str:
     """One line such as ``top-1 78.0%  top-5 93.7%  mean class 77.2%  (8x32, 1 clip x 3 crops, 224px; 500 videos)``."""
-    names = {"top1": "top-1", "top5": "top-5", "mean_class_accuracy": "mean class"}
+    names = {
+        "top1": "top-1", "top5": "top-5", "mean_class_accuracy": "mean class",
+        "mAP": "mAP", "mAP_micro": "micro AP", "mAP_baseline": "frequency baseline", "f1": "F1",
+    }  # fmt: skip
     parts = [f"{names[key]} {100 * metrics[key]:.1f}%" for key in names if key in metrics]
     suffix = protocol if num_videos is None else f"{protocol}; {num_videos} videos"
     return "  ".join(parts) + f"  ({suffix})"

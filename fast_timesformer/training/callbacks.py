@@ -72,6 +72,12 @@ class RunCheckpoint(ModelCheckpoint):
 
     _last_written_step = -1
 
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # A multi-label model logs val/mAP, not val/top1: follow it unless the user chose a monitor.
+        if getattr(pl_module, "multilabel", False) and self.monitor == "val/top1":
+            self.monitor = "val/mAP"
+        super().setup(trainer, pl_module, stage)
+
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.fast_dev_run:  # Lightning 2.6 would write last.ckpt even for a fast_dev_run
             super().on_train_end(trainer, pl_module)

@@ -92,6 +92,8 @@ class VideoDataModule(LightningDataModule):
             no extra decoding); a mismatch is a skipped, counted bad video. ``check-data`` always verifies.
         allow_images: accept still images as one-frame videos (refused by default).
         allow_outside_root: accept relative video paths that leave ``root`` (``../..``; refused by default).
+        multilabel: read every class of each video (label lists ``path a,b``, the Charades CSV) and give
+            multi-hot targets; linked from ``--model.task multilabel`` by the command line.
         seed: seed of the training sampler's shuffling and of augmentation (identical on every rank, as DDP
             requires; None: the run's ``seed_everything`` value, else 0).
     """
@@ -127,6 +129,7 @@ class VideoDataModule(LightningDataModule):
         verify_checksums: bool = False,
         allow_images: bool = False,
         allow_outside_root: bool = False,
+        multilabel: bool = False,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -187,7 +190,7 @@ class VideoDataModule(LightningDataModule):
             return annotations
         return read_annotations(
             source, format=self.hparams.format, root=self.hparams.root, classes=classes,
-            allow_outside_root=self.hparams.allow_outside_root,
+            allow_outside_root=self.hparams.allow_outside_root, multilabel=self.hparams.multilabel,
         )  # fmt: skip
 
     def views(self, stage: str) -> tuple[int, int]:
@@ -217,6 +220,15 @@ class VideoDataModule(LightningDataModule):
             num_temporal_clips=clips, num_spatial_crops=crops, out_of_range=hp.out_of_range,
         )  # fmt: skip
 
+    def label_frequencies(self) -> list[float]:
+        """The fraction of training videos carrying each class (multi-label runs: ``pos_weight`` "auto")."""
+        records = self._annotations(self.hparams.train, self.classes).records
+        counts = [0] * len(self.classes)
+        for record in records:
+            for label in record.labels if record.labels is not None else (record.label,):
+                counts[label] += 1
+        return [count / max(1, len(records)) for count in counts]
+
     # -- datasets ----------------------------------------------------------------------------------
     def _dataset(self, source: str, mode: str) -> VideoDataset:
         hp = self.hparams
@@ -228,7 +240,7 @@ class VideoDataModule(LightningDataModule):
             num_temporal_clips=clips, num_spatial_crops=crops, flip=hp.flip and mode == "train",
             mean=tuple(hp.mean), std=tuple(hp.std), out_of_range=hp.out_of_range, seed=self.seed,
             max_bad_fraction=hp.max_bad_fraction, cache_frames=hp.cache_frames,
-            verify_checksums=hp.verify_checksums, allow_images=hp.allow_images,
+            verify_checksums=hp.verify_checksums, allow_images=hp.allow_images, multilabel=hp.multilabel,
         )  # fmt: skip
 
     def setup(self, stage: str) -> None:
@@ -317,6 +329,19 @@ class VideoDataModule(LightningDataModule):
         probabilities = results["probabilities"]
         path = os.path.join(directory or ".", "predictions.csv")
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if results["labels"].ndim == 2:  # multi-label: every class's probability, and the true label list
+            thresholds = results.get("thresholds") or [0.5] * len(names)
+            with open(path, "w", newline="", encoding="utf-8") as file:
+                writer = csv.writer(file)
+                writer.writerow(["video", "labels", "predicted", *names])
+                for index, target, scores in zip(results["video"].tolist(), results["labels"], probabilities):
+                    writer.writerow([
+                        records[index].path,
+                        ";".join(names[i] for i in target.nonzero().flatten().tolist()),
+                        ";".join(n for n, p, t in zip(names, scores.tolist(), thresholds) if p >= t),
+                        *(f"{float(v):.6f}" for v in scores),
+                    ])  # fmt: skip
+            return path
         with open(path, "w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(["video", "label", "prediction", "probability", "top5"])

@@ -50,10 +50,28 @@ from fast_timesformer.inference.views import format_metrics
 from fast_timesformer.presets import PRESETS, create_model
 from fast_timesformer.training.callbacks import NonFiniteLossError
 from fast_timesformer.training.datamodule import VideoDataModule
-from fast_timesformer.training.evaluation import MultiViewAccumulator, video_metrics
+from fast_timesformer.training.evaluation import (
+    MultiViewAccumulator,
+    multilabel_metrics,
+    tune_thresholds,
+    video_metrics,
+)
 from fast_timesformer.training.optim import WarmupCosine, WarmupSteps, parameter_groups
 from fast_timesformer.training.precision import check_cpu_precision
 from fast_timesformer.training.seeding import seed_all, seed_for
+
+
+def _pos_weight(value: float | list[float], classes: int) -> torch.Tensor:
+    """``--model.pos_weight``: one number for every class, or one per class (positive, finite)."""
+    values = [value] * classes if isinstance(value, (int, float)) else list(value)
+    if len(values) != classes or not all(
+        isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values
+    ):
+        raise OptionError(
+            f"--model.pos_weight must be 'auto', a positive number or {classes} positive numbers (one per "
+            f"class), got {value!r}"
+        )
+    return torch.tensor(values, dtype=torch.float32)
 
 
 def _check_optimizer_options(**given: Any) -> None:
@@ -143,9 +161,19 @@ class VideoClassifier(LightningModule):
         compile: bool = False,
         redraw_interval: int | None = None,
         ensemble: Literal["softmax", "sum"] = "softmax",
+        task: Literal["single", "multilabel"] = "single",
+        pos_weight: float | list[float] | Literal["auto"] | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if task not in ("single", "multilabel"):
+            raise OptionError(f"--model.task must be 'single' or 'multilabel', got {task!r}")
+        if pos_weight is not None and task != "multilabel":
+            raise OptionError("--model.pos_weight is for --model.task multilabel (binary cross-entropy)")
+        if task == "multilabel" and ensemble == "sum":
+            raise OptionError(
+                "--model.ensemble sum combines softmax logits; multi-label views are averaged sigmoids"
+            )
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
         if optimizer not in ("adamw", "sgd"):
@@ -178,12 +206,23 @@ class VideoClassifier(LightningModule):
         self.model.set_grad_checkpointing(grad_checkpointing)
         if compile:
             self.model.compile()
-        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         classes = self.model.num_classes
+        self.multilabel = task == "multilabel"
+        if (
+            self.multilabel
+        ):  # sigmoid per class; "auto": ones now (checkpoints load), the data's ratios in setup()
+            weight = None if pos_weight is None else torch.ones(classes) if pos_weight == "auto" else None
+            weight = _pos_weight(pos_weight, classes) if pos_weight not in (None, "auto") else weight
+            self.loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
+        else:
+            self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.train_accuracy = MulticlassAccuracy(num_classes=classes)
-        self.val_views = MultiViewAccumulator(method=ensemble)
-        self.test_views = MultiViewAccumulator(method=ensemble)
-        self.predict_views = MultiViewAccumulator(method=ensemble)
+        method = "sigmoid" if self.multilabel else ensemble
+        self.val_views = MultiViewAccumulator(method=method)
+        self.test_views = MultiViewAccumulator(method=method)
+        self.predict_views = MultiViewAccumulator(method=method)
+        #: multi-label: per-class probability thresholds, tuned on validation (F1), saved with the weights
+        self.thresholds: list[float] | None = None
         # Filled from the datamodule in setup() (or from a checkpoint) and saved with every checkpoint,
         # so `fast-timesformer export` can write class names and preprocessing next to the weights.
         self.class_names: list[str] | None = None
@@ -215,6 +254,19 @@ class VideoClassifier(LightningModule):
                     f"the data has {len(self.class_names)} classes but the model has {self.model.num_classes} "
                     "outputs: set --model.num_classes (the fast-timesformer command links them automatically)"
                 )
+            if self.multilabel != bool(datamodule.hparams.multilabel):
+                raise OptionError(
+                    "--model.task multilabel needs --data.multilabel true and the other way round (the "
+                    "fast-timesformer command links them)"
+                )
+            if (
+                self.multilabel
+                and self.hparams.pos_weight == "auto"
+                and stage == "fit"
+                and datamodule.hparams.train
+            ):
+                frequency = torch.tensor(datamodule.label_frequencies()).clamp(1e-3, 1.0)
+                self.loss_fn.pos_weight.copy_((1 - frequency) / frequency)  # negatives / positives
 
     def on_fit_start(self) -> None:
         # bf16 on a CPU that emulates it is slower than float32: say so once (training/precision.py).
@@ -237,6 +289,8 @@ class VideoClassifier(LightningModule):
             "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
             "seed": self.seed,
             "model_config": dict(self.model.config),
+            "task": self.hparams.task,
+            "thresholds": self.thresholds,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -244,6 +298,8 @@ class VideoClassifier(LightningModule):
         self.class_names = extra.get("class_names") or self.class_names
         if extra.get("preprocessing"):
             self.preprocessing = Preprocessing.from_dict(extra["preprocessing"])
+        if extra.get("thresholds") is not None:
+            self.thresholds = list(extra["thresholds"])
         if extra.get("seed") is not None and self.hparams.seed is None:
             self.hparams.seed = int(extra["seed"])  # a resumed run continues the same random streams
 
@@ -255,14 +311,15 @@ class VideoClassifier(LightningModule):
             # every parameter keeps DDP's gradient all-reduce in step with the other ranks.
             return sum(param.sum() for param in self.model.parameters()) * 0.0
         logits = self.model(video)
-        loss = self.loss_fn(logits, labels)
+        loss = self.loss_fn(logits.float() if self.multilabel else logits, labels)
         self._stop_if_not_finite(loss, batch_idx)
-        self.train_accuracy(logits.detach(), labels)
         size = labels.shape[0]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
-        self.log(
-            "train/acc", self.train_accuracy, prog_bar=True, on_step=False, on_epoch=True, batch_size=size
-        )
+        if not self.multilabel:
+            self.train_accuracy(logits.detach(), labels)
+            self.log(
+                "train/acc", self.train_accuracy, prog_bar=True, on_step=False, on_epoch=True, batch_size=size
+            )
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
@@ -288,7 +345,10 @@ class VideoClassifier(LightningModule):
         logits = self.model(batch["video"])
         views.update(logits, labels, batch["index"], batch["view"])
         if stage != "predict" and bool((labels >= 0).all()):
-            loss = F.cross_entropy(logits.float(), labels)
+            if self.multilabel:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+            else:
+                loss = F.cross_entropy(logits.float(), labels)
             self.log(
                 f"{stage}/loss",
                 loss,
@@ -322,7 +382,15 @@ class VideoClassifier(LightningModule):
         views.reset()
         if len(predictions.video) == 0:
             return
-        metrics = video_metrics(predictions.scores, predictions.labels)
+        if self.multilabel:
+            if stage == "val":  # thresholds follow the model: tuned on every validation, kept with it
+                self.thresholds = [
+                    round(float(t), 4) for t in tune_thresholds(predictions.scores, predictions.labels)
+                ]
+            thresholds = None if self.thresholds is None else torch.tensor(self.thresholds)
+            metrics = multilabel_metrics(predictions.scores, predictions.labels, thresholds)
+        else:
+            metrics = video_metrics(predictions.scores, predictions.labels)
         # Already identical on every rank after the gather, so no further reduction is needed.
         self.log_dict({f"{stage}/{name}": value for name, value in metrics.items()}, prog_bar=stage == "val")
         protocol = self._protocol(stage)
@@ -337,6 +405,7 @@ class VideoClassifier(LightningModule):
             "scores": predictions.scores.cpu(),
             "probabilities": predictions.probabilities(self.hparams.ensemble).cpu(),
             "labels": predictions.labels.cpu(),
+            "thresholds": self.thresholds,
         }
         if stage == "test" or self.trainer.state.fn != "fit":
             self.test_results = results
@@ -367,7 +436,7 @@ class VideoClassifier(LightningModule):
     def _protocol(self, stage: str) -> str:
         datamodule = getattr(self.trainer, "datamodule", None)
         if isinstance(datamodule, VideoDataModule):
-            return datamodule.protocol(stage, method=self.hparams.ensemble)
+            return datamodule.protocol(stage, method="sigmoid" if self.multilabel else self.hparams.ensemble)
         return "protocol unknown"
 
     # -- optimisation ------------------------------------------------------------------------------
