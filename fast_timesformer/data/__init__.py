@@ -12,6 +12,8 @@ The pipeline, file by file (each module's docstring has the details)::
     dataset.py      VideoDataset, collate_videos     -> batches {"video": (B, T, C, H, W), ...}
     check.py        check_data                       -> DataReport of unreadable / short videos
     synthetic.py    generate_motion_dataset          -> the built-in motion task as .mp4 files
+    synthetic_long.py  generate_long_dataset         -> the long task (32 frames x 64 px, events far apart)
+    synthetic_multilabel.py  generate_multilabel_dataset -> several events per clip (multi-label)
 
 Imports point one way: ``annotations`` -> ``formats`` -> ``records``, and ``decoding`` -> ``backends`` ->
 ``backends/common``; ``dataset`` and ``check`` sit on top of both.
@@ -47,6 +49,8 @@ from .decoding import (
 )
 from .sampling import dense_indices, segment_indices
 from .synthetic import MOTION_CLASSES, generate_motion_dataset
+from .synthetic_long import LONG_CLASSES, generate_long_dataset
+from .synthetic_multilabel import MULTILABEL_CLASSES, generate_multilabel_dataset
 from .transforms import (
     DEFAULT_MEAN,
     DEFAULT_STD,
@@ -67,7 +71,9 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MEAN",
     "DEFAULT_STD",
+    "LONG_CLASSES",
     "MOTION_CLASSES",
+    "MULTILABEL_CLASSES",
     "AnnotationError",
     "AnnotationSet",
     "BadSample",
@@ -87,7 +93,9 @@ __all__ = [
     "check_video",
     "collate_videos",
     "dense_indices",
+    "generate_long_dataset",
     "generate_motion_dataset",
+    "generate_multilabel_dataset",
     "is_still_image",
     "horizontal_flip",
     "normalize",

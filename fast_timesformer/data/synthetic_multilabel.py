@@ -28,8 +28,7 @@ import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .synthetic import BACKGROUND, _decoded_sha256, write_clip
 
@@ -43,13 +42,20 @@ _COLOURS = {
 _GREY = (150.0, 150.0, 150.0)
 _SPLIT_SEEDS = {"train": 11, "val": 12, "test": 13}
 
+if TYPE_CHECKING:  # numpy comes with the [video] extra; imported where a clip is rendered
+    import numpy as np
+
 
 def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator clip ``index`` of ``split`` is drawn with."""
+    import numpy as np
+
     return np.random.default_rng([seed, _SPLIT_SEEDS.get(split, sum(map(ord, split))), index])
 
 
 def _square(canvas: np.ndarray, y: int, x: int, side: int, colour: tuple[float, float, float]) -> None:
+    import numpy as np
+
     size = canvas.shape[0]
     ys = (np.arange(y, y + side) % size)[:, None]
     xs = (np.arange(x, x + side) % size)[None, :]
@@ -60,6 +66,8 @@ def render_multilabel_clip(
     rng: np.random.Generator, *, num_frames: int = 8, size: int = 32, p: float = 0.4, noise: float = 4.0
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """One clip: uint8 (T, H, W, 3) frames and its sorted class indices (into `MULTILABEL_CLASSES`)."""
+    import numpy as np
+
     if num_frames < 6 or size < 16:
         raise ValueError(f"the multi-label task needs at least 6 frames of 16 px, got {num_frames} x {size}")
     side = max(3, size // 6)
