@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import shutil
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,6 +104,19 @@ def test_card_holds_config_protocol_metrics_classes_licence_usage(run, tmp_path)
 
     # the transformers/ subfolder gives the weights' logits
     assert check_transformers_logits(from_pretrained(folder / "weights"), out / "transformers") <= 1e-4
+
+
+def test_the_card_never_shows_this_machines_paths(run, tmp_path):
+    folder = Path(shutil.copytree(run[0], tmp_path / "run"))  # the shared run folder stays as it is
+    (folder / "config.yaml").write_text(  # what `fit` saves: absolute paths of this machine
+        f"trainer:\n  default_root_dir: {folder}/runs\ndata:\n  train: {folder}/data/train/manifest.csv\n"
+        "  mean: [0.45, 0.45, 0.45]\n  note: https://example.com/recipe\n"
+    )
+    card = (prepare_hub_folder(folder / "weights", tmp_path / "hub", run=folder) / "README.md").read_text()
+    config = card.split("## Training config (`config.yaml`)")[1]
+    assert str(folder) not in card and str(tmp_path) not in card and str(run[0]) not in card
+    assert "train: <local>/manifest.csv" in config and "default_root_dir: <local>/runs" in config
+    assert "https://example.com/recipe" in config and "[0.45, 0.45, 0.45]" in config
 
 
 def test_card_without_run_or_licence_says_so(run, tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -64,7 +65,8 @@ def read_run(run: str | os.PathLike) -> dict[str, Any]:
     configs = configs or sorted(run.rglob("hparams.yaml"), key=lambda p: (len(p.parts), str(p)))
     config = None
     if configs:
-        config = (str(configs[0].relative_to(run)), configs[0].read_text(encoding="utf-8", errors="replace"))
+        text = configs[0].read_text(encoding="utf-8", errors="replace")
+        config = (str(configs[0].relative_to(run)), redact_local_paths(text))
     metrics, best = {}, {}
     for file in sorted(run.rglob("metrics.csv")):
         last, top = _read_metrics(file)
@@ -81,6 +83,22 @@ def read_run(run: str | os.PathLike) -> dict[str, Any]:
             "pass the folder `fast-timesformer fit` (--trainer.default_root_dir) or `demo --output` wrote",
         )  # fmt: skip
     return {"summary": summary, "config": config, "metrics": metrics, "best": best}
+
+
+_ABSOLUTE = re.compile(r"""(?<![\w:./~-])(?P<quote>['"]?)(?P<path>(?:/|~/|[A-Za-z]:[\\/])[^\s'",\]}]*)(?P=quote)""")
+
+
+def redact_local_paths(text: str) -> str:
+    """``config.yaml`` without this machine's absolute paths (a public model card must not show them):
+    each becomes ``<local>/NAME`` with only its last component, e.g. ``<local>/manifest.csv``."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group("path").rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+        return f"{match.group('quote')}<local>/{name}{match.group('quote')}"
+
+    return "\n".join(
+        line if line.lstrip().startswith("#") else _ABSOLUTE.sub(replace, line) for line in text.splitlines()
+    ) + ("\n" if text.endswith("\n") else "")
 
 
 def _read_metrics(file: Path) -> tuple[dict[str, float], dict[str, float]]:
