@@ -320,7 +320,8 @@ class VideoDataModule(LightningDataModule):
     def write_predictions(
         self, results: dict[str, Any], class_names: list[str] | None, directory: str | None
     ) -> str:
-        """Write ``predictions.csv`` (video, label, prediction, probability, top-5) into ``directory``."""
+        """Write ``predictions.csv`` (video, label, prediction, probability, top-5) into ``directory``; for a
+        multi-label model every class's probability, and ``per_class_ap.csv`` (AP, threshold, videos)."""
         import csv
 
         stage = results["stage"]
@@ -341,6 +342,14 @@ class VideoDataModule(LightningDataModule):
                         ";".join(n for n, p, t in zip(names, scores.tolist(), thresholds) if p >= t),
                         *(f"{float(v):.6f}" for v in scores),
                     ])  # fmt: skip
+            with open(
+                os.path.join(directory or ".", "per_class_ap.csv"), "w", newline="", encoding="utf-8"
+            ) as file:
+                writer = csv.writer(file)  # average precision of each class (empty: no video carries it)
+                writer.writerow(["class", "average_precision", "threshold", "videos"])
+                counts = results["labels"].sum(0).round().long().tolist()
+                for name, ap, threshold, count in zip(names, results["per_class_ap"], thresholds, counts):
+                    writer.writerow([name, "" if ap is None else f"{ap:.6f}", threshold, count])
             return path
         with open(path, "w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)

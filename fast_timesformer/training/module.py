@@ -53,6 +53,7 @@ from fast_timesformer.training.datamodule import VideoDataModule
 from fast_timesformer.training.evaluation import (
     MultiViewAccumulator,
     multilabel_metrics,
+    per_class_average_precision,
     tune_thresholds,
     video_metrics,
 )
@@ -407,6 +408,8 @@ class VideoClassifier(LightningModule):
             "labels": predictions.labels.cpu(),
             "thresholds": self.thresholds,
         }
+        if self.multilabel:
+            results["per_class_ap"] = per_class_average_precision(predictions.scores, predictions.labels)
         if stage == "test" or self.trainer.state.fn != "fit":
             self.test_results = results
             self._write_predictions(results)
