@@ -384,6 +384,7 @@ def timeline(
     )
     model = model.to(device).eval()
     dtype = next(model.parameters()).dtype
+    multilabel = (getattr(model, "task", None) or {}).get("type") == "multilabel"
 
     from tqdm import tqdm
 
@@ -392,7 +393,9 @@ def timeline(
 
     def flush() -> None:
         batch = torch.stack([view for _, view in pending]).to(device, dtype)  # (B, T, C, crop, crop)
-        probabilities = model(batch).float().softmax(-1).cpu()  # (B, C)
+        logits = model(batch).float()
+        # multi-label weights (config.json task): each class's own sigmoid, as classify scores them
+        probabilities = (logits.sigmoid() if multilabel else logits.softmax(-1)).cpu()  # (B, C)
         for (index, _), row in zip(pending, probabilities):
             scored[index] = scored.get(index, 0) + row / views  # mean of the window's crops
         pending.clear()
