@@ -131,7 +131,9 @@ def test_fit_test_export_classify_end_to_end(tmp_path, capsys):
     assert len(predictions) == 12 and set(predictions[0]) >= {"labels", "predicted", *MULTILABEL_CLASSES}
     per_class = read_csv(tmp_path / "run" / "test" / "per_class_ap.csv")
     assert [row["class"] for row in per_class] == list(MULTILABEL_CLASSES)
-    assert all(row["average_precision"] == "" or 0 < float(row["average_precision"]) <= 1 for row in per_class)
+    assert all(
+        row["average_precision"] == "" or 0 < float(row["average_precision"]) <= 1 for row in per_class
+    )
     assert main(["export", str(best), str(tmp_path / "weights"), "--format", "weights"]) == 0
     saved = json.loads((tmp_path / "weights" / "config.json").read_text())
     assert saved["task"] == {"type": "multilabel", "thresholds": thresholds}

@@ -85,7 +85,9 @@ def read_run(run: str | os.PathLike) -> dict[str, Any]:
     return {"summary": summary, "config": config, "metrics": metrics, "best": best}
 
 
-_ABSOLUTE = re.compile(r"""(?<![\w:./~-])(?P<quote>['"]?)(?P<path>(?:/|~/|[A-Za-z]:[\\/])[^\s'",\]}]*)(?P=quote)""")
+_ABSOLUTE = re.compile(
+    r"""(?<![\w:./~-])(?P<quote>['"]?)(?P<path>(?:/|~/|[A-Za-z]:[\\/])[^\s'",\]}]*)(?P=quote)"""
+)
 
 
 def redact_local_paths(text: str) -> str:
