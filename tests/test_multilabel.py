@@ -137,6 +137,10 @@ def test_fit_test_export_classify_end_to_end(tmp_path, capsys):
     assert main(["export", str(best), str(tmp_path / "weights"), "--format", "weights"]) == 0
     saved = json.loads((tmp_path / "weights" / "config.json").read_text())
     assert saved["task"] == {"type": "multilabel", "thresholds": thresholds}
+    from fast_timesformer.inference.deploy import export_metadata
+    from fast_timesformer.weights import from_pretrained
+
+    assert export_metadata(from_pretrained(tmp_path / "weights"))["task"] == saved["task"]  # ONNX carries it
     capsys.readouterr()
     video = root / "val" / "val_00000.mp4"
     assert main(["classify", str(video), "--weights", str(tmp_path / "weights"), "--json"]) == 0

@@ -168,6 +168,7 @@ def export_metadata(model: nn.Module) -> dict[str, Any]:
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "architecture": "FastTimeSformer",
         "model": model.config, "preprocessing": prep.to_dict(),
         "class_names": list(names) if names is not None else None,
+        "task": getattr(model, "task", None),  # multi-label weights: type and thresholds travel too
         "input": {"name": "video", "shape": shape, "dtype": "float32", "normalised": True},
         "output": {"name": "logits", "shape": ["batch", model.num_classes]},
         "fixed": "frames and frame size are fixed at export; the batch is dynamic",

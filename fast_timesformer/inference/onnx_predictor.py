@@ -43,6 +43,7 @@ class OnnxModel(nn.Module):
         self.num_frames = int(self.config["num_frames"])
         self.class_names = self.metadata.get("class_names")
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+        self.task = self.metadata.get("task")  # {"type": "multilabel", "thresholds": [...]} or None
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if tuple(video.shape[1:]) != self.input_shape[1:]:
