@@ -47,7 +47,7 @@ import csv
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -243,6 +243,54 @@ def _make_one(job: tuple) -> tuple[str, int, int, str]:
     return relative, label, count, digest
 
 
+def run_jobs(
+    make_one: Callable[[tuple], tuple[str, int, int, str]],
+    jobs: list[tuple],
+    splits: Sequence[str],
+    num_workers: int,
+) -> dict[str, list[tuple[str, int, int, str]]]:
+    """``make_one(job)`` for every job (job[1] is its split), in ``num_workers`` processes (0: here); returns
+    {split: [(relative path, label, frames, sha256), ...]} in job order, every split present. Shared by the
+    built-in generators."""
+    if num_workers > 0:
+        # Fork where available (spawn re-imports torch: seconds per worker). A forked child must run torch
+        # single-threaded, as DataLoader workers do, or OpenMP can deadlock on the parent's thread pool.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        chunk = max(1, min(16, len(jobs) // (4 * num_workers)))
+        with ProcessPoolExecutor(
+            max_workers=num_workers, mp_context=context, initializer=_worker_init
+        ) as pool:
+            rows = list(pool.map(make_one, jobs, chunksize=chunk))
+    else:
+        rows = [make_one(job) for job in jobs]
+    by_split: dict[str, list[tuple[str, int, int, str]]] = {split: [] for split in splits}
+    for job, row in zip(jobs, rows):
+        by_split[job[1]].append(row)
+    return by_split
+
+
+def write_manifests(
+    root: Path, by_split: Mapping[str, list[tuple[str, int, int, str]]], classes: Sequence[str]
+) -> Path:
+    """``classes.txt`` and ``manifest.csv`` (``path,label,frames,sha256``) per split and, with a ``split``
+    column, for the whole ``root``; returns ``root/manifest.csv``."""
+    text = "\n".join(classes) + "\n"
+    (root / "classes.txt").write_text(text, encoding="utf-8")
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        everything = csv.writer(handle)
+        everything.writerow(["split", "path", "label", "frames", "sha256"])
+        for split, rows in by_split.items():
+            (root / split / "classes.txt").write_text(text, encoding="utf-8")
+            with open(root / split / "manifest.csv", "w", newline="", encoding="utf-8") as split_handle:
+                writer = csv.writer(split_handle)
+                writer.writerow(["path", "label", "frames", "sha256"])
+                for relative, label, count, digest in rows:
+                    writer.writerow([relative, classes[label], count, digest])
+                    everything.writerow([split, f"{split}/{relative}", classes[label], count, digest])
+    return root / "manifest.csv"
+
+
 def generate_motion_dataset(
     root: str | os.PathLike,
     *,
@@ -292,34 +340,7 @@ def generate_motion_dataset(
         for index in range(counts[split]):
             label = index % len(MOTION_CLASSES)
             jobs.append((str(root), split, index, label, seed, num_frames, size, hold, speed, noise, fps))
-    if num_workers > 0:
-        # Fork where available (spawn re-imports torch: seconds per worker). A forked child must run torch
-        # single-threaded, as DataLoader workers do, or OpenMP can deadlock on the parent's thread pool.
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        chunk = max(1, min(16, len(jobs) // (4 * num_workers)))
-        with ProcessPoolExecutor(
-            max_workers=num_workers, mp_context=context, initializer=_worker_init
-        ) as pool:
-            rows = list(pool.map(_make_one, jobs, chunksize=chunk))
-    else:
-        rows = [_make_one(job) for job in jobs]
-    by_split: dict[str, list[tuple[str, int, int, str]]] = {split: [] for split in splits}
-    for job, row in zip(jobs, rows):
-        by_split[job[1]].append(row)
-    (root / "classes.txt").write_text("\n".join(MOTION_CLASSES) + "\n", encoding="utf-8")
-    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-        everything = csv.writer(handle)
-        everything.writerow(["split", "path", "label", "frames", "sha256"])
-        for split in splits:
-            (root / split / "classes.txt").write_text("\n".join(MOTION_CLASSES) + "\n", encoding="utf-8")
-            with open(root / split / "manifest.csv", "w", newline="", encoding="utf-8") as split_handle:
-                writer = csv.writer(split_handle)
-                writer.writerow(["path", "label", "frames", "sha256"])
-                for relative, label, count, digest in by_split[split]:
-                    writer.writerow([relative, MOTION_CLASSES[label], count, digest])
-                    everything.writerow([split, f"{split}/{relative}", MOTION_CLASSES[label], count, digest])
-    return root / "manifest.csv"
+    return write_manifests(root, run_jobs(_make_one, jobs, splits, num_workers), MOTION_CLASSES)
 
 
 def verify_motion_dataset(manifest: str | os.PathLike) -> list[str]:

@@ -58,16 +58,13 @@ flips turn right into left and crops break the wrap-around: train with ``flip=Fa
 
 from __future__ import annotations
 
-import csv
-import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .synthetic import BACKGROUND, BLUE, RED, _decoded_sha256, _worker_init, clip_rng, write_clip
+from .synthetic import BACKGROUND, BLUE, RED, _decoded_sha256, clip_rng, run_jobs, write_clip, write_manifests
 
 if TYPE_CHECKING:  # numpy is imported where it is used, so importing fast_timesformer.data does not need it
     import numpy as np
@@ -254,36 +251,4 @@ def generate_long_dataset(
         for index in range(counts[split]):
             label = index % len(LONG_CLASSES)
             jobs.append((str(root), split, index, label, seed, num_frames, size, event_frames, noise, fps))
-    if num_workers > 0:
-        # As in generate_motion_dataset: fork where available, torch single-threaded in the children.
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        chunk = max(1, min(16, len(jobs) // (4 * num_workers)))
-        with ProcessPoolExecutor(
-            max_workers=num_workers, mp_context=context, initializer=_worker_init
-        ) as pool:
-            rows = list(pool.map(_make_one, jobs, chunksize=chunk))
-    else:
-        rows = [_make_one(job) for job in jobs]
-    by_split: dict[str, list[tuple[str, int, int, str]]] = {split: [] for split in splits}
-    for job, row in zip(jobs, rows):
-        by_split[job[1]].append(row)
-    return _write_manifests(root, by_split)
-
-
-def _write_manifests(root: Path, by_split: Mapping[str, list[tuple[str, int, int, str]]]) -> Path:
-    """The motion dataset's manifest layout (see `generate_motion_dataset`), for `LONG_CLASSES`."""
-    classes = "\n".join(LONG_CLASSES) + "\n"
-    (root / "classes.txt").write_text(classes, encoding="utf-8")
-    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-        everything = csv.writer(handle)
-        everything.writerow(["split", "path", "label", "frames", "sha256"])
-        for split, rows in by_split.items():
-            (root / split / "classes.txt").write_text(classes, encoding="utf-8")
-            with open(root / split / "manifest.csv", "w", newline="", encoding="utf-8") as split_handle:
-                writer = csv.writer(split_handle)
-                writer.writerow(["path", "label", "frames", "sha256"])
-                for relative, label, count, digest in rows:
-                    writer.writerow([relative, LONG_CLASSES[label], count, digest])
-                    everything.writerow([split, f"{split}/{relative}", LONG_CLASSES[label], count, digest])
-    return root / "manifest.csv"
+    return write_manifests(root, run_jobs(_make_one, jobs, splits, num_workers), LONG_CLASSES)
