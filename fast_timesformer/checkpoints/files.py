@@ -182,9 +182,7 @@ def read_file(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors of one checkpoint file (wrappers and prefixes removed) and the extras beside them (``cfg``)."""
     if not file.is_file():
         raise CheckpointError(file, "no such file", "check the path")
-    if file.stat().st_size == 0:
-        raise CheckpointError(file, "the file is empty (0 bytes)", REDOWNLOAD)
-    if _looks_like_safetensors(_magic(file)):
+    if _looks_like_safetensors(_magic(file)):  # anything else, an empty file too, is read_torch_file's
         return read_safetensors(file), {}
     return unwrap_state_dict(read_torch_file(file), file)
 

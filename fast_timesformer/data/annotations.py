@@ -264,7 +264,7 @@ def detect_format(path: str | os.PathLike) -> str:
             first = handle.readline().decode("utf-8", errors="replace").lower()
         if "youtube_id" in first:
             return "kinetics_csv"
-        if "actions" in first.split(",") or "actions" in [c.strip() for c in first.split(",")]:
+        if "actions" in [column.strip() for column in first.split(",")]:
             return "charades_csv"
     return "list"
 

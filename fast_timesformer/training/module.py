@@ -212,8 +212,12 @@ class VideoClassifier(LightningModule):
         if (
             self.multilabel
         ):  # sigmoid per class; "auto": ones now (checkpoints load), the data's ratios in setup()
-            weight = None if pos_weight is None else torch.ones(classes) if pos_weight == "auto" else None
-            weight = _pos_weight(pos_weight, classes) if pos_weight not in (None, "auto") else weight
+            if pos_weight is None:
+                weight = None
+            elif pos_weight == "auto":
+                weight = torch.ones(classes)
+            else:
+                weight = _pos_weight(pos_weight, classes)
             self.loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
         else:
             self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
