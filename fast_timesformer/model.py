@@ -42,10 +42,11 @@ from fast_timesformer.checkpoints import PretrainedMixin, init_weights_enabled
 from fast_timesformer.layers import DropPath, Mlp, PatchEmbed
 from fast_timesformer.layers.fast_paths import can_fuse_linears, fused_linears
 from fast_timesformer.layers.rotary import rotary_cos_sin
+from fast_timesformer.layers.sincos import sincos_embedding
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 INPUT_LAYOUTS = ("btchw", "bcthw")
-POS_EMBS = ("learned", "rotary")
+POS_EMBS = ("learned", "rotary", "sincos")
 INTERPOLATIONS = ("nearest", "linear")
 
 Rope = tuple[torch.Tensor, torch.Tensor]
@@ -184,7 +185,9 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         space_attention: override for spatial / joint attention (e.g. "performer" over 785 patches).
         attention_type: "divided_space_time" | "joint_space_time" | "space_only".
         attention_kwargs: mechanism options, e.g. {"nb_features": 256, "kernel": "softmax", "redraw_interval": 1000}.
-        pos_emb: "learned" (official absolute embeddings) or "rotary" (RoPE: 1-D time, 2-D space, 3-D joint).
+        pos_emb: "learned" (official absolute embeddings), "rotary" (RoPE: 1-D time, 2-D space, 3-D joint)
+            or "sincos" (fixed sinusoidal embeddings added to the tokens, time and 2-D space; every
+            mechanism can use them, fastformer included).
         attn_dropout: dropout on attention weights.
         ff_dropout: dropout in the MLP and after attention output projections.
         drop_path: maximum stochastic-depth rate, linearly increasing over the blocks (official: 0.1).
@@ -256,8 +259,10 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         if pos_emb == "rotary" and "fastformer" in in_use:
             raise ValueError(
                 "pos_emb='rotary' rotates queries against keys, but fastformer attention has no query-key "
-                "products to rotate; use pos_emb='learned' with fastformer"
+                "products to rotate; use pos_emb='sincos' or 'learned' with fastformer"
             )
+        if pos_emb == "sincos" and dim % 2:
+            raise ValueError(f"pos_emb='sincos' needs an even dim, got {dim}")
         if pos_emb == "rotary" and dim_head % 2:
             raise ValueError(f"pos_emb='rotary' needs an even dim_head, got {dim_head}")
         size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
@@ -430,11 +435,17 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         if self.pos_emb == "learned":
             pos = self._interpolated_pos_embed(grid)
             x, cls = x + pos[:, 1:], cls + pos[:, :1]
+        elif self.pos_emb == "sincos":  # fixed; CLS carries no position
+            rows = torch.arange(grid[0], device=x.device).repeat_interleave(grid[1])  # row-major patches
+            cols = torch.arange(grid[1], device=x.device).repeat(grid[0])
+            x = x + sincos_embedding([rows, cols], self.dim).to(x.dtype)
         if self.attention_type == "space_only":
             return torch.cat([cls.expand(b * t, -1, -1), x], dim=1), grid
         x = rearrange(x, "(b t) n d -> b n t d", b=b)
         if self.pos_emb == "learned":
             x = x + self._interpolated_time_embed(t).unsqueeze(1)  # CLS never gets time_embed
+        elif self.pos_emb == "sincos":
+            x = x + sincos_embedding([torch.arange(t, device=x.device)], self.dim).to(x.dtype)
         x = x.reshape(b, -1, self.dim)  # (B, N*T, D) in (n t) order
         return torch.cat([cls.expand(b, -1, -1), x], dim=1), grid
 

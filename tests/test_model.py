@@ -292,6 +292,35 @@ def test_rotary_positions_run_any_geometry_and_drop_learned_embeddings():
         assert model(torch.randn(1, 6, 3, 24, 40)).shape == (1, 5)
 
 
+def test_sincos_positions_match_the_formula_and_give_fastformer_frame_order():
+    from fast_timesformer.layers.sincos import sincos_embedding
+
+    # against a float64 loop over the formula: per axis k = (dim/2)/axes frequencies, [sin .. | cos ..]
+    rows, cols = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1, 0, 1, 7])
+    table = sincos_embedding([rows, cols], 12)
+    for n in range(5):
+        expected = []
+        for p in (rows[n].item(), cols[n].item()):
+            angles = [p * 10000.0 ** (-i / 3) for i in range(3)]
+            expected += [math.sin(a) for a in angles] + [math.cos(a) for a in angles]
+        torch.testing.assert_close(table[n].double(), torch.tensor(expected, dtype=torch.float64))
+    with pytest.raises(ValueError, match="even dim"):
+        sincos_embedding([rows], 7)
+    # Fastformer's pooling is a weighted sum, blind to order; with sincos its inputs carry the frame index, so
+    # reversing the frames changes the logits (with learned positions at their zero init it cannot).
+    video = torch.randn(1, 4, 3, 32, 32)
+    for attention_type in ATTENTION_TYPES:
+        model = randomize(tiny(pos_emb="sincos", attention="fastformer", attention_type=attention_type), 0.1)
+        assert "pos_embed" not in model.state_dict() and "time_embed" not in model.state_dict()
+        assert model(torch.randn(1, 6, 3, 24, 40)).shape == (1, 5)  # defined at every geometry
+        with torch.no_grad():
+            changed = not torch.allclose(model(video), model(video.flip(1)), atol=1e-5)
+        assert changed == (attention_type != "space_only")  # space_only averages frames: order-free by design
+    blind = tiny(attention="fastformer")  # learned, official init: time_embed = 0
+    with torch.no_grad():
+        torch.testing.assert_close(blind(video), blind(video.flip(1)), atol=1e-5, rtol=1e-5)
+
+
 def test_regular_weights_load_into_performer_model():
     regular = tiny()
     performer = tiny(attention="performer", attention_kwargs={"nb_features": 64})

@@ -288,6 +288,7 @@ CASES = [
     for layout in LAYOUTS
 ]
 CASES += [("regular", "divided_space_time", "rotary"), ("performer", "joint_space_time", "rotary")]
+CASES += [("fastformer", "divided_space_time", "sincos")]
 
 
 @pytest.mark.parametrize("attention,attention_type,pos_emb", CASES)

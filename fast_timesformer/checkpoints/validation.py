@@ -135,10 +135,11 @@ def tensor_mismatches(
         "joint_space_time",
         "space_only",
     }
-    if "attention_type" in config and not (shapes["pos_emb"] == "rotary" and joint_or_space):
-        # without time_embed (rotary positions) joint and space-only layouts hold the same tensors
+    if "attention_type" in config and not (shapes["pos_emb"] != "learned" and joint_or_space):
+        # without time_embed (rotary or sincos positions) joint and space-only layouts hold the same tensors
         differ("attention_type", config["attention_type"], shapes["attention_type"], "which tensors exist")
-    if config.get("pos_emb", "learned") != shapes["pos_emb"]:
+    # the tensors tell learned positions (pos_embed) from parameter-free ones, not rotary from sincos
+    if (config.get("pos_emb", "learned") == "learned") != (shapes["pos_emb"] == "learned"):
         differ("pos_emb", config.get("pos_emb", "learned"), shapes["pos_emb"], "pos_embed present or not")
     if "image_size" in config and "pos_embed" in state_dict and "patch_size" in shapes:
         tokens = state_dict["pos_embed"].shape[1] - 1
