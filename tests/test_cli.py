@@ -298,3 +298,24 @@ def test_fit_by_max_steps_alone_with_a_warm_cosine_schedule(motion, tmp_path):
     )
     rates = [float(row["lr"]) for row in read_csv(tmp_path / "run" / "metrics.csv") if row["lr"]]
     assert len(rates) == 3 and rates[0] < rates[1]  # warming up over the 2 steps of an epoch (8 videos / 4)
+
+
+@pytest.mark.slow
+def test_fit_with_compile_trains_the_eager_model(motion, tmp_path):
+    # --model.compile true: torch.compile in place (nn.Module.compile), so the checkpoint has the eager model's
+    # names and loads into an uncompiled model; and the compiled forward computes the eager loss (step 0, the
+    # same seed, weights and batch: before any update the two runs must agree to float rounding).
+    losses = {}
+    for name, extra in (("eager", []), ("compiled", ["--model.compile", "true"])):
+        config = write_config(tmp_path / f"{name}.yaml", motion, tmp_path / name)
+        args = ["fit", "--config", str(config), "--trainer.max_epochs", "null", "--trainer.max_steps", "1"]
+        assert main([*args, "--trainer.limit_val_batches", "0", *extra]) == 0
+        losses[name] = float(read_csv(tmp_path / name / "metrics.csv")[0]["train/loss_step"])
+    state = torch.load(tmp_path / "compiled" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in key for key in state)
+    from fast_timesformer.training import VideoClassifier
+
+    eager = VideoClassifier(preset="timesformer_micro_8x32", model_kwargs={"dim": 32, "depth": 1, "heads": 2},
+                            num_classes=4, num_frames=4, image_size=16)  # fmt: skip
+    eager.load_state_dict(state)  # strict: the same names and shapes as an uncompiled model
+    assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-5)

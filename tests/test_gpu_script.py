@@ -50,8 +50,10 @@ def test_quick_cpu_run_covers_every_section(tmp_path, capsys):
     assert {(r["compile"], r["grad_checkpointing"]) for r in train["rows"]} == {
         (False, False), (False, True), (True, False), (True, True)
     }  # fmt: skip
+    # A 256-square bf16 probe is not a CPU's peak (a CI machine measured MFU 1.1 against it), so
+    # "below 1" is a claim only the card's 8192-square probe can back; here the ratio must exist.
     for row in train["rows"]:
-        assert "error" not in row and row["step_ms"] > 0 and 0 < row["mfu_probe"] < 1, row
+        assert "error" not in row and row["step_ms"] > 0 and row["mfu_probe"] > 0, row
     # Inference: ours and transformers measured in both dtypes for every workload, with ratios.
     rows = sections["inference"]["rows"]
     for row in rows:
