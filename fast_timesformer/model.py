@@ -186,8 +186,10 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         attention_type: "divided_space_time" | "joint_space_time" | "space_only".
         attention_kwargs: mechanism options, e.g. {"nb_features": 256, "kernel": "softmax", "redraw_interval": 1000}.
         pos_emb: "learned" (official absolute embeddings), "rotary" (RoPE: 1-D time, 2-D space, 3-D joint)
-            or "sincos" (fixed sinusoidal embeddings added to the tokens, time and 2-D space; every
-            mechanism can use them, fastformer included).
+            or "sincos" (fixed sinusoidal embeddings added to the tokens, time and 2-D space). Every
+            mechanism takes every choice. Fastformer has no query-key products, so rotary is not relative
+            there: the rotated queries and keys make its pooling scores and its query residual depend on
+            each token's absolute position (on the demo task it trains far better than sincos, BENCHMARKS.md).
         attn_dropout: dropout on attention weights.
         ff_dropout: dropout in the MLP and after attention output projections.
         drop_path: maximum stochastic-depth rate, linearly increasing over the blocks (official: 0.1).
@@ -256,11 +258,6 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
                     f"dim ({dim}) must be divisible by heads ({heads}), or pass dim_head explicitly"
                 )
             dim_head = dim // heads
-        if pos_emb == "rotary" and "fastformer" in in_use:
-            raise ValueError(
-                "pos_emb='rotary' rotates queries against keys, but fastformer attention has no query-key "
-                "products to rotate; use pos_emb='sincos' or 'learned' with fastformer"
-            )
         if pos_emb == "sincos" and dim % 2:
             raise ValueError(f"pos_emb='sincos' needs an even dim, got {dim}")
         if pos_emb == "rotary" and dim_head % 2:

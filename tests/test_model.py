@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -306,16 +307,17 @@ def test_sincos_positions_match_the_formula_and_give_fastformer_frame_order():
         torch.testing.assert_close(table[n].double(), torch.tensor(expected, dtype=torch.float64))
     with pytest.raises(ValueError, match="even dim"):
         sincos_embedding([rows], 7)
-    # Fastformer's pooling is a weighted sum, blind to order; with sincos its inputs carry the frame index, so
-    # reversing the frames changes the logits (with learned positions at their zero init it cannot).
+    # Fastformer's pooling is a weighted sum, blind to order; with sincos its inputs carry the frame index, and
+    # with rotary its rotated queries and keys do (pooling scores and query residual), so reversing the frames
+    # changes the logits (with learned positions at their zero init it cannot).
     video = torch.randn(1, 4, 3, 32, 32)
-    for attention_type in ATTENTION_TYPES:
-        model = randomize(tiny(pos_emb="sincos", attention="fastformer", attention_type=attention_type), 0.1)
+    for pos_emb, attention_type in itertools.product(("sincos", "rotary"), ATTENTION_TYPES):
+        model = randomize(tiny(pos_emb=pos_emb, attention="fastformer", attention_type=attention_type), 0.1)
         assert "pos_embed" not in model.state_dict() and "time_embed" not in model.state_dict()
         assert model(torch.randn(1, 6, 3, 24, 40)).shape == (1, 5)  # defined at every geometry
         with torch.no_grad():
             changed = not torch.allclose(model(video), model(video.flip(1)), atol=1e-5)
-        assert changed == (attention_type != "space_only")  # space_only averages frames: order-free by design
+        assert changed == (attention_type != "space_only"), pos_emb  # space_only averages frames: order-free
     blind = tiny(attention="fastformer")  # learned, official init: time_embed = 0
     with torch.no_grad():
         torch.testing.assert_close(blind(video), blind(video.flip(1)), atol=1e-5, rtol=1e-5)
@@ -387,7 +389,6 @@ def test_presets_head_and_weight_decay_helpers():
         (dict(attention_kwargs={"nb_features": 8}), r"unknown attention_kwargs \['nb_features'\] for attention \['regular'\]"),
         (dict(dim=30, heads=4), r"dim \(30\) must be divisible by heads \(4\)"),
         (dict(image_size=30), r"image_size \(30, 30\) must be a multiple of patch_size 8"),
-        (dict(attention="fastformer", pos_emb="rotary"), r"fastformer attention has no query-key products"),
         (dict(input_layout="tbchw"), r"unknown input_layout 'tbchw'"),
         (dict(attention_type="joint_space_time", time_attention="regular"), r"time_attention only applies to"),
     ],

@@ -5,10 +5,11 @@ Transformer-style (Vaswani et al. 2017) ``[sin(p w_0) .. sin(p w_{k-1}), cos(p w
 row and column axes as evenly as possible (MAE's 2-D embedding does the same), each axis with its own ladder.
 
 Why a model has them beside ``learned`` and ``rotary``: the official learned ``time_embed`` starts at zero,
-so a model trained from scratch is blind to frame order until the embedding grows; rotary positions act only
-inside query-key products, which Fastformer does not have. Sinusoidal embeddings carry order from the first
-step into every mechanism's inputs, and they are defined at every frame count and grid size (nothing to
-interpolate).
+so a model trained from scratch is blind to frame order until the embedding grows; rotary positions act
+inside attention only (for Fastformer, which has no query-key products, through its pooling scores and query
+residual). Sinusoidal embeddings carry order from the first step into every token's input, whatever layer
+reads it, and they are defined at every frame count and grid size (nothing to interpolate). On the demo task
+they train worse than rotary for every mechanism (BENCHMARKS.md, "Recipes per mechanism").
 """
 
 from __future__ import annotations
