@@ -4,10 +4,13 @@ Each seed runs the real command in a fresh process (``fast-timesformer demo --se
 as a user types it after installing, so the time includes Python and library start-up. Reported per seed:
 video-level validation top-1 of the divided space-time model, top-1 of the space-only control, wall time
 of the whole command, and the time the demo reports itself (from its first line of work to its summary).
-The demo's targets: val top-1 >= 0.95, the control near chance (0.25), at most 180 s on 2 CPU cores.
+The demo's targets: val top-1 >= 0.95, the control near chance (0.25), at most 180 s on 2 CPU cores. With
+``--attention performer|fastformer`` the demo trains that mechanism with its recipe (``demo_recipe``), whose
+target (issue 11) is val top-1 >= 0.90 as a mean over the seeds, in at most twice the demo's epochs.
 
     python benchmarks/demo.py                 # seeds 0-4 (7-11 minutes on 2 cores)
     python benchmarks/demo.py --seeds 0       # one run
+    python benchmarks/demo.py --attention performer --seeds 0 1 2 --no-control --out demo_performer
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TARGETS = {"val_top1_min": 0.95, "seconds_max": 180.0, "control_max": 0.40}
+LINEAR_TOP1_MEAN_MIN = 0.90  # performer / fastformer recipes: mean over the seeds (issue 11)
 
 
 def run_one(seed: int, output: Path, extra: list[str] | None = None) -> dict:
@@ -52,8 +56,10 @@ def main() -> None:
     parser.add_argument("--out", default="demo", help="results name (benchmarks/results/NAME.json)")
     parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true")
     parser.add_argument("--no-control", action="store_true", help="skip the space-only control runs")
+    parser.add_argument("--attention", choices=("regular", "performer", "fastformer"), default="regular")
     args = parser.parse_args()
-    extra = ["--precision", args.precision] + (["--no-control"] if args.no_control else [])
+    extra = ["--precision", args.precision, "--attention", args.attention]
+    extra += ["--no-control"] if args.no_control else []
     common.setup()  # notes the load average at the start, for the machine record
     busy = common.busy_fraction()
     rows = []
@@ -78,12 +84,14 @@ def main() -> None:
     print()
     print(common.format_table(rows, columns))
     controls = [r["space_only_top1"] for r in rows if r["space_only_top1"] is not None]
+    top1 = [r["val_top1"] for r in rows]
     met = {
-        "val_top1": all(r["val_top1"] >= TARGETS["val_top1_min"] for r in rows),
+        "val_top1": all(r["val_top1"] >= TARGETS["val_top1_min"] for r in rows)
+        if args.attention == "regular"
+        else statistics.mean(top1) >= LINEAR_TOP1_MEAN_MIN,
         "control_near_chance": all(c <= TARGETS["control_max"] for c in controls) if controls else None,
         "time": all(r["wall_seconds"] <= TARGETS["seconds_max"] for r in rows),
     }
-    top1 = [r["val_top1"] for r in rows]
     spread = f" (mean {statistics.mean(top1):.3f} ± {statistics.stdev(top1):.3f})" if len(top1) > 1 else ""
     print(
         f"\nval top-1 {min(top1):.3f}-{max(top1):.3f}{spread}, "
@@ -96,6 +104,7 @@ def main() -> None:
         {
             "what": "fast-timesformer demo, end to end in a fresh process per seed",
             "precision": args.precision,
+            "attention": args.attention,
             "cpu_busy_fraction_before_start": busy,
             "targets": TARGETS,
             "met": met,

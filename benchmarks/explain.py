@@ -1,7 +1,7 @@
 """Do the attention maps mean something? Their mass over what matters, on demo-trained models (issue 10).
 
-For each mechanism: train the demo recipe (``fast_timesformer.training.demo.run_demo``, no control run;
-fastformer with learned positions, as it cannot use rotary ones), load the exported weights with
+For each mechanism: train its demo recipe (``demo_recipe(NAME)`` through
+``fast_timesformer.training.demo.run_demo``, no control run), load the exported weights with
 :class:`~fast_timesformer.inference.Predictor`, and explain every validation video as ``fast-timesformer
 explain`` does (its clip, made with the stored preprocessing). The generator knows where everything is:
 ``synthetic.motion_masks`` draws each clip again from its seed without noise (the same random draws) and
@@ -44,7 +44,7 @@ from fast_timesformer.inference.explain import (  # noqa: E402
     patch_coverage,
     region_mass,
 )
-from fast_timesformer.training.demo import DemoRecipe, run_demo  # noqa: E402
+from fast_timesformer.training.demo import DemoRecipe, demo_recipe, run_demo  # noqa: E402
 
 REGIONS = ("moving parts", "flash frames", "bar, ordinary frames", "distractor")
 METHODS = {
@@ -139,11 +139,7 @@ def main() -> None:
     busy = common.busy_fraction()
     rows, runs = [], {}
     for attention in args.attention:
-        base = DemoRecipe()
-        kwargs = {**base.model_kwargs, "attention": attention}
-        if attention == "fastformer":
-            kwargs["pos_emb"] = "learned"  # fastformer has no query-key products to rotate
-        recipe = dataclasses.replace(base, model_kwargs=kwargs)
+        recipe = demo_recipe(attention)
         with tempfile.TemporaryDirectory(prefix=f"explain-{attention}-") as folder:
             start = time.perf_counter()
             summary = run_demo(

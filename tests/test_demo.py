@@ -4,9 +4,12 @@ by running it, see BENCHMARKS.md "The demo" and benchmarks/demo.py, not asserted
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+
+import pytest
 
 from fast_timesformer.cli import main
-from fast_timesformer.training.demo import DemoRecipe, run_demo
+from fast_timesformer.training.demo import DemoRecipe, demo_recipe, run_demo
 
 TINY = DemoRecipe(
     num_train=8, num_val=4, epochs=1, batch_size=4, warmup_epochs=0.0,
@@ -43,3 +46,30 @@ def test_demo_writes_its_report(tmp_path, capsys):
 def test_demo_rejects_unknown_options(capsys):
     assert main(["demo", "--epoch", "3"]) == 2
     assert "did you mean --epochs?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("attention", ["performer", "fastformer"])
+def test_demo_trains_each_mechanism_with_its_recipe(attention, tmp_path, capsys):
+    out = tmp_path / attention
+    args = ["demo", "--attention", attention, "--output", str(out), "--num-train", "8", "--num-val", "4"]
+    assert main([*args, "--epochs", "1", "--no-control", "--threads", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    recipe = demo_recipe(attention)
+    assert summary["attention"] == attention and summary["recipe"]["lr"] == recipe.lr
+    assert summary["recipe"]["model_kwargs"] == recipe.model_kwargs and summary["recipe"]["epochs"] == 1
+    config = json.loads((out / "weights" / "config.json").read_text())["model"]
+    assert config["attention"] == attention and config["pos_emb"] == recipe.model_kwargs["pos_emb"]
+    assert f"{attention} attention" in capsys.readouterr().out
+    assert (out / "training_curves.png").stat().st_size > 0
+
+
+def test_demo_recipes_differ_from_regular_only_where_measured():
+    regular = asdict(demo_recipe("regular"))
+    assert regular == asdict(DemoRecipe())
+    changed = {
+        name: {key for key, value in asdict(demo_recipe(name)).items() if value != regular[key]}
+        for name in ("performer", "fastformer")
+    }
+    assert changed == {"performer": {"attention", "lr", "epochs"}, "fastformer": {"attention", "epochs"}}
+    with pytest.raises(ValueError, match="unknown demo attention 'favor'; choose one of regular"):
+        demo_recipe("favor")

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fast_timesformer.cli.parser import ArgumentParser
-from fast_timesformer.training.demo import DemoRecipe, make_data, run_demo
+from fast_timesformer.training.demo import DEMO_ATTENTIONS, DemoRecipe, demo_recipe, make_data, run_demo
 
 
 def _add_arguments(parser: argparse.ArgumentParser, default: DemoRecipe) -> None:
@@ -23,7 +23,17 @@ def _add_arguments(parser: argparse.ArgumentParser, default: DemoRecipe) -> None
         "--seed", type=int, default=0, help="seed of the dataset and of both training runs (default 0)"
     )
     parser.add_argument(
-        "--epochs", type=int, default=default.epochs, help="training epochs per model (default %(default)s)"
+        "--attention",
+        choices=DEMO_ATTENTIONS,
+        default="regular",
+        help="attention mechanism, trained with its own measured recipe (fast_timesformer.training.demo."
+        "demo_recipe; BENCHMARKS.md, 'Recipes per mechanism'); default %(default)s",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"training epochs per model (default: the mechanism's recipe, {default.epochs} for regular)",
     )
     parser.add_argument(
         "--num-train",
@@ -58,9 +68,10 @@ def run(argv: list[str]) -> int:
     _add_arguments(parser, DemoRecipe())
     args = parser.parse_args(argv)
 
+    base = demo_recipe(args.attention)
     recipe = replace(
-        DemoRecipe(),
-        epochs=args.epochs,
+        base,
+        epochs=base.epochs if args.epochs is None else args.epochs,
         num_train=args.num_train,
         num_val=args.num_val,
         precision=args.precision,
