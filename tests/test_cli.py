@@ -243,22 +243,28 @@ def test_shipped_configs_parse(config, capsys):
     assert printed["model"]["preset"] and printed["data"]["num_frames"] >= 1
 
 
-def test_demo_config_is_the_demo_recipe_and_trains(motion, tmp_path):
+@pytest.mark.parametrize("task", ["motion", "long"])
+def test_demo_configs_are_the_demo_recipes_and_train(task, motion, tmp_path):
     from dataclasses import asdict
 
-    from fast_timesformer.training.demo import DemoRecipe
+    from fast_timesformer.data.synthetic_long import generate_long_dataset
+    from fast_timesformer.training.demo import demo_recipe
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())
-    recipe = asdict(DemoRecipe())
+    name = "demo" if task == "motion" else f"demo_{task}"
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text())
+    recipe = asdict(demo_recipe("regular", task))
     model, data = config["model"], config["data"]
     assert model["model_kwargs"] == recipe["model_kwargs"] and model["preset"] == recipe["preset"]
     for key in ("lr", "weight_decay", "warmup_epochs"):
         assert model[key] == recipe[key], key
     assert config["trainer"]["max_epochs"] == recipe["epochs"] and data["batch_size"] == recipe["batch_size"]
     assert data["num_frames"] == recipe["num_frames"] and data["crop_size"] == recipe["size"]
+    if task == "long":
+        generate_long_dataset(tmp_path / "long", num_videos={"train": 8, "val": 4})
+    root = motion if task == "motion" else tmp_path / "long"
     assert main([
-        "fit", "--config", str(CONFIGS[[p.stem for p in CONFIGS].index("demo")]),
-        "--data.train", str(motion / "train" / "manifest.csv"), "--data.val", str(motion / "val" / "manifest.csv"),
+        "fit", "--config", str(CONFIGS[[p.stem for p in CONFIGS].index(name)]),
+        "--data.train", str(root / "train" / "manifest.csv"), "--data.val", str(root / "val" / "manifest.csv"),
         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1",
         "--trainer.enable_progress_bar", "false",
     ]) == 0  # fmt: skip

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import pytest
 
 from fast_timesformer.cli import main
+from fast_timesformer.data.synthetic_long import LONG_CLASSES
 from fast_timesformer.training.demo import DemoRecipe, demo_recipe, run_demo
 
 TINY = DemoRecipe(
@@ -73,3 +74,37 @@ def test_demo_recipes_differ_from_regular_only_where_measured():
     assert changed == {"performer": {"attention", "lr", "epochs"}, "fastformer": {"attention", "epochs"}}
     with pytest.raises(ValueError, match="unknown demo attention 'favor'; choose one of regular"):
         demo_recipe("favor")
+    long = asdict(demo_recipe("regular", "long"))
+    assert all(
+        asdict(demo_recipe(name, "long")) == {**long, "attention": name}
+        for name in ("performer", "fastformer")
+    )
+
+
+def test_demo_long_task_writes_its_report(tmp_path, capsys):
+    out = tmp_path / "long"
+    args = ["demo", "--task", "long", "--output", str(out), "--num-train", "8", "--num-val", "4"]
+    assert main([*args, "--epochs", "1", "--threads", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe"] == {
+        **asdict(demo_recipe("regular", "long")),
+        "num_train": 8,
+        "num_val": 4,
+        "epochs": 1,
+    }
+    assert summary["class_names"] == list(LONG_CLASSES) and summary["chance"] == 0.25
+    assert summary["space_only_top1"] is not None  # the control ran
+    config = json.loads((out / "weights" / "config.json").read_text())["model"]
+    assert (config["num_frames"], config["image_size"], config["dim"]) == (32, 64, 64)
+    printed = capsys.readouterr().out
+    assert "built-in long dataset" in printed and "32 frames of 64x64 px" in printed
+    assert main(["demo", "--task", "long", "--data-only", "--output", str(tmp_path / "data-only"),
+                 "--num-train", "4", "--num-val", "4"]) == 0  # fmt: skip
+    assert "configs/demo_long.yaml" in capsys.readouterr().out
+
+
+def test_demo_rejects_unknown_tasks(capsys):
+    assert main(["demo", "--task", "longer"]) == 2
+    assert "--task" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown demo task 'longer'; choose one of motion, long"):
+        demo_recipe("regular", "longer")

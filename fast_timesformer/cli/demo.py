@@ -8,7 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from fast_timesformer.cli.parser import ArgumentParser
-from fast_timesformer.training.demo import DEMO_ATTENTIONS, DemoRecipe, demo_recipe, make_data, run_demo
+from fast_timesformer.training.demo import (
+    DEMO_ATTENTIONS,
+    DEMO_TASKS,
+    DemoRecipe,
+    demo_recipe,
+    make_data,
+    run_demo,
+)
 
 
 def _add_arguments(parser: argparse.ArgumentParser, default: DemoRecipe) -> None:
@@ -23,6 +30,14 @@ def _add_arguments(parser: argparse.ArgumentParser, default: DemoRecipe) -> None
         "--seed", type=int, default=0, help="seed of the dataset and of both training runs (default 0)"
     )
     parser.add_argument(
+        "--task",
+        choices=DEMO_TASKS,
+        default="motion",
+        help="built-in dataset: motion (8 frames of 16 px: bar direction x flash order) or long (32 frames of "
+        "64 px, 2,048 joint tokens: which way two stripes moved between the first and last quarter); "
+        "default %(default)s",
+    )
+    parser.add_argument(
         "--attention",
         choices=DEMO_ATTENTIONS,
         default="regular",
@@ -33,16 +48,20 @@ def _add_arguments(parser: argparse.ArgumentParser, default: DemoRecipe) -> None
         "--epochs",
         type=int,
         default=None,
-        help=f"training epochs per model (default: the mechanism's recipe, {default.epochs} for regular)",
+        help="training epochs per model (default: the recipe's; motion task: "
+        f"{default.epochs} for regular, 48 for the linear mechanisms)",
     )
     parser.add_argument(
         "--num-train",
         type=int,
-        default=default.num_train,
-        help="training videos to generate (default %(default)s)",
+        default=None,
+        help=f"training videos to generate (default: the recipe's; {default.num_train} on the motion task)",
     )
     parser.add_argument(
-        "--num-val", type=int, default=default.num_val, help="validation videos (default %(default)s)"
+        "--num-val",
+        type=int,
+        default=None,
+        help=f"validation videos (default: the recipe's; {default.num_val} on the motion task)",
     )
     parser.add_argument("--no-control", action="store_true", help="skip the space-only control run")
     parser.add_argument(
@@ -62,26 +81,28 @@ def _add_arguments(parser: argparse.ArgumentParser, default: DemoRecipe) -> None
 def run(argv: list[str]) -> int:
     parser = ArgumentParser(
         prog="fast-timesformer demo",
-        description="Offline demo on the built-in motion dataset: generate it, train a small divided space-time "
-        "model, evaluate it (video level), classify one file, train a space-only control, and write a report.",
+        description="Offline demo on a built-in dataset (--task motion or long): generate it, train a small "
+        "divided space-time model, evaluate it (video level), classify one file, train a space-only control, "
+        "and write a report.",
     )
     _add_arguments(parser, DemoRecipe())
     args = parser.parse_args(argv)
 
-    base = demo_recipe(args.attention)
+    base = demo_recipe(args.attention, args.task)
     recipe = replace(
         base,
         epochs=base.epochs if args.epochs is None else args.epochs,
-        num_train=args.num_train,
-        num_val=args.num_val,
+        num_train=base.num_train if args.num_train is None else args.num_train,
+        num_val=base.num_val if args.num_val is None else args.num_val,
         precision=args.precision,
     )
     if args.data_only:
         root = Path(args.output) / "data"
         make_data(root, recipe, args.seed)
+        config = "configs/demo.yaml" if recipe.task == "motion" else "configs/demo_long.yaml"
         print(
-            f"wrote the motion dataset to {root}/ ({recipe.num_train} train / {recipe.num_val} val videos)\n"
-            f"train on it with: fast-timesformer fit --config configs/demo.yaml "
+            f"wrote the {recipe.task} dataset to {root}/ ({recipe.num_train} train / {recipe.num_val} val "
+            f"videos)\ntrain on it with: fast-timesformer fit --config {config} "
             f"--data.train {root}/train/manifest.csv --data.val {root}/val/manifest.csv"
         )
         return 0

@@ -11,6 +11,10 @@
    relate them in time, so it stays near chance.
 6. Write ``summary.json``, ``training_curves.png`` and ``confusion_matrix.png``.
 
+``--task long`` runs the same steps on the long-clip dataset (:mod:`fast_timesformer.data.synthetic_long`:
+32 frames of 64 px whose class is which way two stripes moved between the first and the last quarter), and
+``--attention`` trains another mechanism; each (mechanism, task) has its recipe (:func:`demo_recipe`).
+
 The recipe (:class:`DemoRecipe`) was tuned on a 2-core CPU; ``BENCHMARKS.md`` ("The demo") has the
 measurements. Two choices matter: rotary position embeddings (learned ones start at zero, which makes a
 from-scratch model blind to frame order until they grow, too slowly for a demo) and a width of 128.
@@ -36,6 +40,7 @@ import torch
 class DemoRecipe:
     """Everything the demo trains with; the defaults meet the demo's target on 2 CPU cores."""
 
+    task: str = "motion"  #: the built-in dataset: "motion" (data.synthetic) or "long" (data.synthetic_long)
     num_train: int = 512  #: training videos (balanced over the 4 classes)
     num_val: int = 128  #: validation videos (each error costs 0.8% of val top-1)
     num_frames: int = 8  #: frames per video, one rendered image each; the clip is the whole video
@@ -59,13 +64,16 @@ class DemoRecipe:
 
 
 DEMO_ATTENTIONS = ("regular", "performer", "fastformer")
+DEMO_TASKS = ("motion", "long")
 
 
-def demo_recipe(attention: str = "regular") -> DemoRecipe:
-    """The demo's recipe for one attention mechanism: ``fast-timesformer demo --attention NAME``.
+def demo_recipe(attention: str = "regular", task: str = "motion") -> DemoRecipe:
+    """The demo's recipe for one attention mechanism and task: ``fast-timesformer demo --attention NAME
+    --task TASK``.
 
-    Each differs from the ``regular`` recipe (the :class:`DemoRecipe` defaults) only where a change was
-    measured over seeds to help that mechanism (BENCHMARKS.md, "Recipes per mechanism"):
+    Each differs from the ``regular`` recipe of its task only where a change was measured over seeds to help
+    that mechanism (BENCHMARKS.md, "Recipes per mechanism"). On the motion task (the :class:`DemoRecipe`
+    defaults):
 
     * ``performer``: 48 epochs (twice the demo's) at learning rate 1e-3 instead of 3e-4 (FAVOR+ with
       rotary positions, the default 44 softmax-kernel features for dim_head 16, never redrawn).
@@ -76,15 +84,37 @@ def demo_recipe(attention: str = "regular") -> DemoRecipe:
     Both linear mechanisms sit on the same plateau as exact attention does early on (50%: direction learned,
     flash order not) but leave it later and less surely; at the demo's 24 epochs some seeds are still on it
     when the cosine schedule has brought the learning rate down.
+
+    The long task (:mod:`fast_timesformer.data.synthetic_long`, 32 frames of 64 px) is `long_recipe`.
     """
     if attention not in DEMO_ATTENTIONS:
         raise ValueError(f"unknown demo attention {attention!r}; choose one of {', '.join(DEMO_ATTENTIONS)}")
+    if task not in DEMO_TASKS:
+        raise ValueError(f"unknown demo task {task!r}; choose one of {', '.join(DEMO_TASKS)}")
+    if task == "long":
+        return long_recipe(attention)
     base = DemoRecipe()
     if attention == "performer":
         return replace(base, attention="performer", lr=1e-3, epochs=48)
     if attention == "fastformer":
         return replace(base, attention="fastformer", epochs=48)
     return base
+
+
+def long_recipe(attention: str = "regular") -> DemoRecipe:
+    """The long task's recipe (``fast-timesformer demo --task long``): 32 frames of 64 px, 8-px patches
+    (2,048 joint tokens), 1,024 training and 256 validation clips.
+
+    Width 64 (4 heads of 16): at width 32 the model could not even memorise 8 of these clips in 300 full-batch
+    steps, as most of each clip is empty canvas and its clip features barely vary at initialisation. Learning
+    rate 1e-3 with a one-epoch warm-up; the model sits at chance for ~700 steps before it finds the stripes
+    (BENCHMARKS.md, "The long task").
+    """
+    return DemoRecipe(
+        task="long", num_train=1024, num_val=256, num_frames=32, size=64, attention=attention,
+        model_kwargs={"dim": 64, "heads": 4, "dim_head": 16, "depth": 2, "pos_emb": "rotary"},
+        epochs=40, lr=1e-3, warmup_epochs=1.0,
+    )  # fmt: skip
 
 
 def choose_threads(threads: int | None = None) -> int:
@@ -116,18 +146,23 @@ def quiet_lightning() -> Iterator[None]:
 
 
 def make_data(root: str | os.PathLike, recipe: DemoRecipe, seed: int) -> Any:
-    """Write the demo's motion dataset under ``root`` and return the demo's ``VideoDataModule`` over it.
+    """Write the recipe's built-in dataset under ``root`` and return the demo's ``VideoDataModule`` over it.
 
     The validation split doubles as the test split (one view per video: the clip is the whole video).
     """
     from fast_timesformer.data.synthetic import generate_motion_dataset
+    from fast_timesformer.data.synthetic_long import generate_long_dataset
     from fast_timesformer.training.datamodule import VideoDataModule
 
     root = Path(root)
-    generate_motion_dataset(
-        root, num_videos={"train": recipe.num_train, "val": recipe.num_val}, num_frames=recipe.num_frames,
-        size=recipe.size, hold=1, speed=recipe.speed, seed=seed, num_workers=min(4, os.cpu_count() or 1),
+    common = dict(
+        num_videos={"train": recipe.num_train, "val": recipe.num_val}, num_frames=recipe.num_frames,
+        size=recipe.size, seed=seed, num_workers=min(4, os.cpu_count() or 1),
     )  # fmt: skip
+    if recipe.task == "long":
+        generate_long_dataset(root, **common)
+    else:
+        generate_motion_dataset(root, hold=1, speed=recipe.speed, **common)
     return VideoDataModule(
         train=str(root / "train" / "manifest.csv"), val=str(root / "val" / "manifest.csv"),
         num_frames=recipe.num_frames, sampling_rate=1, crop_size=recipe.size, scale_range=(recipe.size, recipe.size),
@@ -231,7 +266,7 @@ def _run(
     # 1. the dataset: real .mp4 files, decoded once and then kept in memory (cache_frames)
     print(f"FastTimeSformer demo: writing to {out}/ ({threads} torch thread{'s' if threads > 1 else ''})")
     t0 = time.perf_counter()
-    with tqdm(total=1, desc="generating the motion dataset", bar_format="{desc}: {elapsed}") as bar:
+    with tqdm(total=1, desc=f"generating the {recipe.task} dataset", bar_format="{desc}: {elapsed}") as bar:
         datamodule = make_data(out / "data", recipe, seed)
         bar.update()
     data_seconds = time.perf_counter() - t0
@@ -287,7 +322,7 @@ def _run(
     curves = plot_training_curves(
         {name: points for name, points in series.items() if name in wanted},
         out / "training_curves.png",
-        title=f"FastTimeSformer ({recipe.attention} attention) on the built-in motion dataset",
+        title=f"FastTimeSformer ({recipe.attention} attention) on the built-in {recipe.task} dataset",
     )  # fmt: skip
     matrix = confusion_matrix(results["scores"].argmax(-1), results["labels"], len(classes))
     matrix_png = plot_confusion_matrix(
@@ -329,7 +364,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     lines = [
         "",
         f"FastTimeSformer demo finished in {summary['seconds']:.0f} s",
-        f"  data      built-in motion dataset: {summary['num_classes']} classes, "
+        f"  data      built-in {recipe['task']} dataset: {summary['num_classes']} classes, "
         f"{summary['num_train_videos']} train / {summary['num_val_videos']} val videos",
         f"  model     divided space-time, {recipe['attention']} attention, "
         f"{summary['parameters'] / 1e3:.0f}K parameters, {recipe['epochs']} epochs",
@@ -351,9 +386,11 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 __all__ = [
     "DEMO_ATTENTIONS",
+    "DEMO_TASKS",
     "DemoRecipe",
     "choose_threads",
     "demo_recipe",
+    "long_recipe",
     "make_data",
     "quiet_lightning",
     "run_demo",
