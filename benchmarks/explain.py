@@ -13,17 +13,29 @@ gives pixel masks of
 * **bar, ordinary frames**: the bar's pixels, within the frames that are not flashes (direction);
 * **distractor**: the blinking yellow square (carries nothing: a good map does not favour it).
 
+With ``--task long`` the model is the long task's (``demo_recipe(NAME, "long")``: 32 frames of 64 px, 8 x 8
+patches per frame) and the regions come from ``synthetic_long.long_masks``:
+
+* **events**: the red and blue stripes (colour and shade) in the frames that show them;
+* **red changed**: red's pixels whose tone differs between its early and its late stripe -- the only places
+  where one position seen early and late tells which way red moved (half the label);
+* **blue changed**: the same for blue (the label's other half; on average as large);
+* **distractors**: the one-frame squares of other colours.
+
 For each map and region: mass = the map's share of weight on the region, share = the region's share of
 the clip (patch coverage), ratio = mass / share (1: the map ignores the region). Means over the videos.
 
     python benchmarks/explain.py                          # regular, performer, fastformer (~4 min, 2 cores)
     python benchmarks/explain.py --attention regular      # one mechanism
+    python benchmarks/explain.py --task long --attention regular --demo-output DIR
+                              # explain the model of `fast-timesformer demo --task long --output DIR` (no retraining)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -36,7 +48,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from fast_timesformer.data import synthetic  # noqa: E402
+from fast_timesformer.data import synthetic, synthetic_long  # noqa: E402
 from fast_timesformer.inference import Predictor  # noqa: E402
 from fast_timesformer.inference.explain import (  # noqa: E402
     default_method,
@@ -46,7 +58,10 @@ from fast_timesformer.inference.explain import (  # noqa: E402
 )
 from fast_timesformer.training.demo import DemoRecipe, demo_recipe, run_demo  # noqa: E402
 
-REGIONS = ("moving parts", "flash frames", "bar, ordinary frames", "distractor")
+REGIONS = {
+    "motion": ("moving parts", "flash frames", "bar, ordinary frames", "distractor"),
+    "long": ("events", "red changed", "blue changed", "distractors"),
+}
 METHODS = {
     "regular": ("rollout", "cls", "temporal", "gradcam"),
     "performer": ("rollout", "cls", "temporal", "gradcam"),
@@ -56,6 +71,14 @@ METHODS = {
 
 def truth(recipe: DemoRecipe, seed: int, index: int, label: int) -> dict[str, torch.Tensor]:
     """The rendered frames (T, H, W, 3) and pixel masks (T, H, W) of demo validation clip ``index``."""
+    if recipe.task == "long":
+        size = dict(num_frames=recipe.num_frames, size=recipe.size)
+        rendered = synthetic_long.render_long_clip(label, rng=synthetic.clip_rng(seed, "val", index), **size)
+        masks = synthetic_long.long_masks(label, rng=synthetic.clip_rng(seed, "val", index), **size)
+        return {
+            "rendered": torch.from_numpy(rendered.astype(np.float32)),
+            **{name: torch.from_numpy(mask) for name, mask in masks.items()},
+        }
     size = dict(num_frames=recipe.num_frames, size=recipe.size, hold=1, speed=recipe.speed)
     rendered = synthetic.render_clip(label, rng=synthetic.clip_rng(seed, "val", index), **size)
     masks = {
@@ -85,7 +108,8 @@ def measure(weights: Path, recipe: DemoRecipe, seed: int, methods: tuple[str, ..
     sums: dict[tuple[str, str], list[tuple[float, float]]] = {}
     worst_pixel, correct, seconds = 0.0, 0, []
     for path in records:
-        label = synthetic.MOTION_CLASSES.index(path.parent.name)
+        classes = synthetic_long.LONG_CLASSES if recipe.task == "long" else synthetic.MOTION_CLASSES
+        label = classes.index(path.parent.name)
         index = int(path.stem.split("_")[1])
         masks = truth(recipe, seed, index, label)
         item = predictor.views(path)[0]  # 1 clip x 1 crop: the whole video, as the demo tests it
@@ -99,10 +123,10 @@ def measure(weights: Path, recipe: DemoRecipe, seed: int, methods: tuple[str, ..
         result = explain_clips(model, item["video"][None], methods=methods)
         seconds.append(time.perf_counter() - start)
         correct += int(result.logits[0].argmax()) == label
-        ordinary = ~masks["flash_frames"]
+        ordinary = ~masks["flash_frames"] if recipe.task == "motion" else None
         for method in methods:
             patch_map = result.maps[method][0]  # (T, Hp, Wp)
-            for region in REGIONS:
+            for region in REGIONS[recipe.task]:
                 coverage = patch_coverage(masks[region], model.patch_size)
                 if region == "bar, ordinary frames":  # within the frames that are not flashes
                     mass_share = region_mass(patch_map[ordinary], coverage[ordinary])
@@ -133,19 +157,40 @@ def main() -> None:
     parser.add_argument("--attention", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=common.THREADS)
-    parser.add_argument("--out", default="explain", help="results name (benchmarks/results/NAME.json)")
+    parser.add_argument("--task", choices=tuple(REGIONS), default="motion", help="the built-in dataset")
+    parser.add_argument(
+        "--demo-output",
+        type=Path,
+        default=None,
+        help="the folder of a finished `fast-timesformer demo --task TASK --attention NAME --seed SEED` run "
+        "(weights/, data/, summary.json): explain its model instead of training one (one --attention)",
+    )
+    parser.add_argument("--out", default=None, help="results name (default explain, or explain_long)")
     args = parser.parse_args()
+    if args.demo_output and len(args.attention) != 1:
+        parser.error("--demo-output explains one model: give one --attention")
+    args.out = args.out or ("explain" if args.task == "motion" else f"explain_{args.task}")
     common.setup(args.threads)
     busy = common.busy_fraction()
     rows, runs = [], {}
     for attention in args.attention:
-        recipe = demo_recipe(attention)
+        recipe = demo_recipe(attention, args.task)
         with tempfile.TemporaryDirectory(prefix=f"explain-{attention}-") as folder:
             start = time.perf_counter()
-            summary = run_demo(
-                output=folder, seed=args.seed, recipe=recipe, control=False, threads=args.threads
-            )
-            train_seconds = time.perf_counter() - start
+            if args.demo_output:
+                summary = json.loads((args.demo_output / "summary.json").read_text())
+                recipe = DemoRecipe(**summary["recipe"])
+                if (recipe.task, recipe.attention, summary["seed"]) != (args.task, attention, args.seed):
+                    raise SystemExit(
+                        f"{args.demo_output} holds a {recipe.task} / {recipe.attention} / seed "
+                        f"{summary['seed']} run; pass --task, --attention and --seed to match"
+                    )
+                folder, train_seconds = args.demo_output, summary["seconds"]
+            else:
+                summary = run_demo(
+                    output=folder, seed=args.seed, recipe=recipe, control=False, threads=args.threads
+                )
+                train_seconds = time.perf_counter() - start
             table, checks = measure(Path(folder) / "weights", recipe, args.seed, METHODS[attention])
         runs[attention] = {
             "val_top1": summary["val_top1"], "train_seconds": train_seconds, "checks": checks,
@@ -171,6 +216,7 @@ def main() -> None:
         args.out,
         {
             "what": "attention-map mass over the generator's regions, demo-trained models, validation split",
+            "task": args.task,
             "threads": args.threads,
             "dtype": "float32 model, maps in float64",
             "seed": args.seed,
