@@ -1,0 +1,76 @@
+"""The accuracy study's configurations (benchmarks/accuracy.py, issue 11) each build and learn.
+
+The study itself is a benchmark (BENCHMARKS.md, "Accuracy against wall-clock"); here every configuration it
+names -- mechanism recipe plus layout or per-axis overrides -- is built at both tasks' geometries and must
+fit one small fixed batch in a few optimizer steps, so a configuration that cannot train fails here, not
+an hour into the study.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fast_timesformer import create_model
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+
+
+def load_study():
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+STUDY = load_study()
+
+
+@pytest.mark.parametrize("name", list(STUDY.CONFIGS))
+def test_each_configuration_fits_a_batch(name):
+    recipe = STUDY.config_recipe(name, epochs=None, task="motion")
+    mechanism, extra = STUDY.CONFIGS[name]
+    assert recipe.attention == mechanism and all(
+        recipe.model_kwargs[key] == value for key, value in extra.items()
+    )
+    torch.manual_seed(0)
+    model = create_model(
+        recipe.preset, num_classes=4, num_frames=recipe.num_frames, image_size=recipe.size,
+        attention=recipe.attention, **recipe.model_kwargs,
+    ).train()  # fmt: skip
+    if "attention_type" in extra:
+        assert all(not hasattr(block, "temporal_attn") for block in model.blocks)
+    if "time_attention" in extra:
+        assert type(model.blocks[0].temporal_attn).__name__ == "RegularAttention"
+        assert type(model.blocks[0].attn).__name__ != "RegularAttention"
+    video = torch.randn(8, recipe.num_frames, 3, recipe.size, recipe.size)
+    labels = torch.arange(8) % 4
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(video), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize(
+    "name", ["divided regular", "joint performer", "joint fastformer", "hybrid performer"]
+)
+def test_long_task_configurations_run_at_2048_tokens(name):
+    recipe = STUDY.config_recipe(name, epochs=None, task="long")
+    assert (recipe.task, recipe.num_frames, recipe.size) == ("long", 32, 64)
+    model = create_model(
+        recipe.preset, num_classes=4, num_frames=recipe.num_frames, image_size=recipe.size,
+        attention=recipe.attention, **recipe.model_kwargs,
+    )  # fmt: skip
+    loss = model(torch.randn(1, 32, 3, 64, 64)).logsumexp(-1).sum()
+    loss.backward()  # one training step's backward at 1 + 64 x 32 tokens
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
