@@ -271,6 +271,39 @@ def test_demo_configs_are_the_demo_recipes_and_train(task, motion, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.parametrize("attention", ["performer", "fastformer"])
+def test_swap_config_fine_tunes_regular_weights_with_linear_attention(attention, motion, tmp_path):
+    from fast_timesformer import FastTimeSformer
+    from fast_timesformer.data.synthetic import MOTION_CLASSES
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    swap, demo = (
+        yaml.safe_load((folder / f"{name}.yaml").read_text()) for name in ("swap_to_linear", "demo")
+    )
+    assert swap["data"] == demo["data"]  # the demo's data, read the demo's way
+    assert swap["trainer"]["max_epochs"] == demo["trainer"]["max_epochs"] // 4  # a quarter of its steps
+    torch.manual_seed(0)
+    regular = FastTimeSformer(
+        num_frames=8, image_size=16, patch_size=8, dim=32, depth=1, heads=2, num_classes=4, pos_emb="rotary"
+    )
+    regular.save_pretrained(str(tmp_path / "regular"), class_names=list(MOTION_CLASSES))
+    assert main([
+        "fit", "--config", str(folder / "swap_to_linear.yaml"),
+        "--model.pretrained", str(tmp_path / "regular"), "--model.model_kwargs.attention", attention,
+        "--data.train", str(motion / "train" / "manifest.csv"), "--data.val", str(motion / "val" / "manifest.csv"),
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1",
+        "--trainer.enable_progress_bar", "false",
+    ]) == 0  # fmt: skip
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    shared = "model.blocks.0.attn.qkv.weight"  # the projections carry over, then fine-tune
+    before = regular.state_dict()[shared.removeprefix("model.")].flatten()
+    assert torch.cosine_similarity(state[shared].flatten(), before, dim=0) > 0.95  # loaded, not drawn
+    if attention == "fastformer":
+        assert "model.blocks.0.attn.w_q" in state
+    else:
+        assert any(key.startswith("model.blocks.0.attn.") and "projection" in key for key in state)
+
+
 def test_fit_cli_protects_the_run_folder(trained, tmp_path, capsys):
     config, run = trained
     copy = tmp_path / "run"
