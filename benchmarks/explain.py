@@ -107,6 +107,7 @@ def measure(weights: Path, recipe: DemoRecipe, seed: int, methods: tuple[str, ..
     records = sorted(root.glob("*/*.mp4"))
     sums: dict[tuple[str, str], list[tuple[float, float]]] = {}
     worst_pixel, correct, seconds = 0.0, 0, []
+    parts = [0, 0]  # long task: clips whose red move / blue move the prediction gets right
     for path in records:
         classes = synthetic_long.LONG_CLASSES if recipe.task == "long" else synthetic.MOTION_CLASSES
         label = classes.index(path.parent.name)
@@ -122,7 +123,11 @@ def measure(weights: Path, recipe: DemoRecipe, seed: int, methods: tuple[str, ..
         start = time.perf_counter()
         result = explain_clips(model, item["video"][None], methods=methods)
         seconds.append(time.perf_counter() - start)
-        correct += int(result.logits[0].argmax()) == label
+        predicted = int(result.logits[0].argmax())
+        correct += predicted == label
+        if recipe.task == "long":  # names are red_<move>_blue_<move>
+            for i, part in enumerate((1, 3)):
+                parts[i] += classes[predicted].split("_")[part] == classes[label].split("_")[part]
         ordinary = ~masks["flash_frames"] if recipe.task == "motion" else None
         for method in methods:
             patch_map = result.maps[method][0]  # (T, Hp, Wp)
@@ -145,6 +150,11 @@ def measure(weights: Path, recipe: DemoRecipe, seed: int, methods: tuple[str, ..
     checks = {
         "videos": len(records),
         "val_top1_of_explained_clips": correct / len(records),
+        **(
+            {"red_move_accuracy": parts[0] / len(records), "blue_move_accuracy": parts[1] / len(records)}
+            if recipe.task == "long"
+            else {}
+        ),
         "max_abs_pixel_difference_decoded_vs_rendered": worst_pixel,  # ~0: lossless files, the masks fit
         "explain_seconds_per_clip_median": statistics.median(seconds),
         "default_method": default_method(model),
@@ -206,6 +216,11 @@ def main() -> None:
             f"{checks['max_abs_pixel_difference_decoded_vs_rendered']:.2f}/255",
             flush=True,
         )
+        if "red_move_accuracy" in checks:
+            print(
+                f"[{attention}] which way red moved: {100 * checks['red_move_accuracy']:.1f}% right; "
+                f"blue: {100 * checks['blue_move_accuracy']:.1f}%"
+            )
     columns = [
         ("attention", "attention", ""), ("method", "method", ""), ("region", "region", ""),
         ("mass on region", "mass", ".1%"), ("region's share", "share", ".1%"), ("mass / share", "ratio", ".2f"),
