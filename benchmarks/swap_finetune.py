@@ -15,7 +15,7 @@ source is trained with those), so the swap changes the attention only; today bot
 rotary positions and share one source. ``recovered`` = fine-tuned top-1 / source top-1; the target is
 >= 95% within 25% of the steps.
 
-    python benchmarks/swap_finetune.py                 # seeds 0-2, ~15 minutes on 2 cores
+    python benchmarks/swap_finetune.py                 # seeds 0-2, ~6 minutes on 2 cores
     python benchmarks/swap_finetune.py --targets fastformer --lr 1e-3 --out swap_finetune_fastformer_lr1e-3
     python benchmarks/swap_finetune.py --quick         # 1 seed, 2 epochs: a smoke run, not a result
 """
