@@ -111,6 +111,29 @@ def test_recipe_options_together(motion, tmp_path):
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
 
 
+def test_fine_tuning_from_pretrained_weights_trains_in_training_mode(motion, tmp_path):
+    # from_pretrained hands back an eval-mode model; a fine-tune must still drop paths and checkpoint blocks.
+    from fast_timesformer import FastTimeSformer
+
+    data = make_data(motion)
+    tiny = FastTimeSformer(num_frames=4, image_size=16, num_classes=4, **{**TINY, "depth": 2})
+    tiny.save_pretrained(str(tmp_path / "w"))
+    model = make_model(
+        data, pretrained=str(tmp_path / "w"), grad_checkpointing=True, model_kwargs={"drop_path": 0.1}
+    )
+    seen = []
+
+    class Modes(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append(all(module.training for module in pl_module.model.modules()))
+
+    make_trainer(tmp_path, max_steps=2, limit_val_batches=1, val_check_interval=1, callbacks=[Modes()]).fit(
+        model, data
+    )
+    assert seen == [True, True]  # also after the validation in between
+    assert model.model.blocks[-1].drop_path.drop_prob == pytest.approx(0.1)  # the override is applied
+
+
 def test_performer_redraw_is_a_function_of_seed_and_step(motion, tmp_path):
     # Two independent runs stand in for two DDP ranks: same (seed, step) -> identical features, no messages.
     data = make_data(motion)

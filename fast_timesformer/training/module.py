@@ -201,7 +201,9 @@ class VideoClassifier(LightningModule):
         if pretrained:
             from fast_timesformer.weights import from_pretrained
 
-            self.model = from_pretrained(pretrained, **overrides)
+            # from_pretrained returns eval mode (for inference). Lightning keeps each submodule's mode, so a
+            # fine-tune would otherwise run with drop path, dropout and gradient checkpointing switched off.
+            self.model = from_pretrained(pretrained, **overrides).train()
         else:
             self.model = create_model(preset, **overrides)
         self.model.set_grad_checkpointing(grad_checkpointing)
