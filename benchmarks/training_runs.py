@@ -62,16 +62,11 @@ def fit(
     """
     from lightning.pytorch import Trainer, seed_everything
 
-    from fast_timesformer.training import VideoClassifier
+    from fast_timesformer.training.demo import recipe_classifier
 
     recipe = replace(recipe, **changes)
     seed_everything(seed, verbose=False)
-    kwargs = {"attention": recipe.attention, **recipe.model_kwargs}
-    classifier = VideoClassifier(
-        preset=recipe.preset, model_kwargs=kwargs, pretrained=pretrained, num_classes=datamodule.num_classes,
-        num_frames=recipe.num_frames, image_size=recipe.size, lr=recipe.lr, weight_decay=recipe.weight_decay,
-        warmup_epochs=recipe.warmup_epochs, seed=seed,
-    )  # fmt: skip
+    classifier = recipe_classifier(recipe, datamodule.num_classes, seed, pretrained=pretrained)
     curve = curve_callback()
     trainer = Trainer(
         max_epochs=-1 if max_steps else recipe.epochs, max_steps=max_steps or -1, accelerator="cpu", devices=1,
@@ -89,7 +84,7 @@ def fit(
         "train_seconds": round(seconds, 2),
         "steps_per_s": steps / seconds if seconds > 0 else None,
         "curve": curve.points,
-        "model_kwargs": kwargs,
+        "model_kwargs": dict(classifier.hparams["model_kwargs"]),
         "lr": recipe.lr,
         "epochs": None if max_steps else recipe.epochs,
     }

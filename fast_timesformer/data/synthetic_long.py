@@ -293,18 +293,16 @@ def long_masks(
     early, late = slice(0, num_frames // 4), slice(num_frames - num_frames // 4, None)
 
     def changed(colour: str) -> np.ndarray:
-        tones = [EVENT_COLOURS[colour], EVENT_SHADES[colour]]
+        tones = [where([EVENT_COLOURS[colour]]), where([EVENT_SHADES[colour]])]  # (T, H, W) each
         seen = [  # (H, W): the tone index + 1 the place shows in that quarter, 0 where neither
-            sum((i + 1) * where([tone])[quarter].any(0) for i, tone in enumerate(tones))
-            for quarter in (early, late)
+            sum((i + 1) * tone[quarter].any(0) for i, tone in enumerate(tones)) for quarter in (early, late)
         ]
         differs = (seen[0] > 0) & (seen[1] > 0) & (seen[0] != seen[1])  # (H, W)
-        return where(tones) & differs[None]
+        return (tones[0] | tones[1]) & differs[None]
 
     return {
         "events": where([*EVENT_COLOURS.values(), *EVENT_SHADES.values()]),
-        "red changed": changed("red"),
-        "blue changed": changed("blue"),
+        **{f"{colour} changed": changed(colour) for colour in EVENT_COLOURS},
         "distractors": where(DISTRACTOR_COLOURS),
     }
 
@@ -366,7 +364,7 @@ def generate_long_dataset(
         raise ValueError(f"num_videos has no count for splits {missing}")
     event_frames = _event_frames(num_frames, event_frames)
     _check_geometry(num_frames, size, event_frames)  # once, before creating folders or starting workers
-    event_geometry(size, placement)
+    event_geometry(size, placement)  # raises on an unknown placement, also before any work
     jobs = []
     for split in splits:
         for name in LONG_CLASSES:

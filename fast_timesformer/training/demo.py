@@ -107,7 +107,7 @@ def long_recipe(attention: str = "regular") -> DemoRecipe:
 
     Width 64 (4 heads of 16): at width 32 the model could not even memorise 8 of these clips in 300 full-batch
     steps, as most of each clip is empty canvas and its clip features barely vary at initialisation. Learning
-    rate 1e-3 with a one-epoch warm-up; the model sits at chance for ~700 steps before it finds the stripes
+    rate 1e-3 with a one-epoch warm-up; the model sits at chance for ~400-800 steps before it finds the stripes
     (BENCHMARKS.md, "The long task").
     """
     return DemoRecipe(
@@ -207,21 +207,30 @@ def _progress_callback(name: str) -> Any:
     return RunProgress()
 
 
+def recipe_classifier(
+    recipe: DemoRecipe, num_classes: int, seed: int, *, pretrained: str | None = None, **model_kwargs: Any
+) -> Any:
+    """The ``VideoClassifier`` that ``recipe`` trains: its model (attention, ``recipe.model_kwargs``, then
+    ``model_kwargs``), geometry and optimiser settings; ``pretrained``: start from these weights, the model
+    arguments given here overriding the stored ones (e.g. another attention)."""
+    from fast_timesformer.training.module import VideoClassifier
+
+    return VideoClassifier(
+        preset=recipe.preset, model_kwargs={"attention": recipe.attention, **recipe.model_kwargs, **model_kwargs},
+        pretrained=pretrained, num_classes=num_classes, num_frames=recipe.num_frames, image_size=recipe.size,
+        lr=recipe.lr, weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
+    )  # fmt: skip
+
+
 def _train(name: str, attention_type: str, *, recipe: DemoRecipe, datamodule: Any, output: Path, seed: int):
     """Fit one model, then test it on the validation split; returns (classifier, test results)."""
     from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.loggers import CSVLogger
 
     from fast_timesformer.training.callbacks import AtomicCheckpointIO
-    from fast_timesformer.training.module import VideoClassifier
 
     seed_everything(seed, verbose=False)
-    classifier = VideoClassifier(
-        preset=recipe.preset,
-        model_kwargs={"attention": recipe.attention, **recipe.model_kwargs, "attention_type": attention_type},
-        num_classes=datamodule.num_classes, num_frames=recipe.num_frames, image_size=recipe.size, lr=recipe.lr,
-        weight_decay=recipe.weight_decay, warmup_epochs=recipe.warmup_epochs, seed=seed,
-    )  # fmt: skip
+    classifier = recipe_classifier(recipe, datamodule.num_classes, seed, attention_type=attention_type)
     trainer = Trainer(
         max_epochs=recipe.epochs, accelerator="cpu", devices=1, precision=recipe.precision, logger=CSVLogger(output, name="runs", version=name),
         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=4,
@@ -393,5 +402,6 @@ __all__ = [
     "long_recipe",
     "make_data",
     "quiet_lightning",
+    "recipe_classifier",
     "run_demo",
 ]
