@@ -74,3 +74,36 @@ def test_long_task_configurations_run_at_2048_tokens(name):
     loss = model(torch.randn(1, 32, 3, 64, 64)).logsumexp(-1).sum()
     loss.backward()  # one training step's backward at 1 + 64 x 32 tokens
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def load_plateau_script():
+    path = SCRIPT.parent / "long_plateau.py"
+    spec = importlib.util.spec_from_file_location("long_plateau_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_long_plateau_reads_each_move_from_the_class_names():
+    """benchmarks/long_plateau.py scores each stripe's move from the four-class label: the bit must be the one
+    the class name states (LONG_CLASSES is sorted: red's move is the high bit, blue's the low one)."""
+    from fast_timesformer.data.synthetic_long import LONG_CLASSES
+
+    plateau = load_plateau_script()
+    labels = torch.arange(len(LONG_CLASSES))
+    for move in ("red", "blue"):
+        expected = [int(name.split("_")[name.split("_").index(move) + 1] == "right") for name in LONG_CLASSES]
+        assert plateau.move_labels(labels, move).tolist() == expected
+
+
+def test_long_plateau_move_head_keeps_the_body():
+    """The "then the missing move alone" run continues the same network with a fresh 2-class head only."""
+    plateau = load_plateau_script()
+    model = create_model("timesformer_micro_8x32", num_classes=4, num_frames=4, image_size=32, depth=1)
+    moved = plateau.with_move_head(model, seed=0)
+    assert moved.head.out_features == 2 and model.head.out_features == 4
+    body = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    assert all(torch.equal(moved.state_dict()[k], v) for k, v in body.items())
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(moved.eval().forward_features(video), model.eval().forward_features(video))
