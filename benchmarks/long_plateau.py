@@ -27,12 +27,16 @@ an eighth of the tokens (16 frames of 32 px: 256 tokens, ~10x cheaper per step, 
     python benchmarks/long_plateau.py --quick                # 1 seed, 200 steps: a smoke run, not a result
     python benchmarks/long_plateau.py --seeds 0 --continue-steps 0 --heads 8   # a variant, first run only
     python benchmarks/long_plateau.py --num-train 8192 --seeds 0 1 2 --out long_plateau_8192
+    python benchmarks/long_plateau.py --continue-steps 0 --qk-init-std 0.2 --space-attention performer \\
+        --out long_plateau_hybrid_qk0.2                    # the hybrid: exact over time, FAVOR+ over space
+
+``--attention`` / ``--space-attention`` / ``--attention-type`` pick other mechanisms and layouts (default: the
+recipe's divided exact attention); ``--qk-init-std`` sets the model's ``qk_init_std`` (0: the official 0.02).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import sys
 import tempfile
@@ -56,28 +60,22 @@ def move_labels(labels: torch.Tensor, move: str) -> torch.Tensor:
 
 
 def load_clips(root: Path, frames: int, size: int, seed: int, num_train: int, num_val: int) -> dict[str, Any]:
-    """Write the long dataset as .mp4 files, decode every clip with PyAV, normalise as the datamodule does."""
-    import av
-    import numpy as np
-
+    """Write the long dataset as .mp4 files, decode every clip with the project's reader (PyAV), normalise as
+    the datamodule does (the clip is the whole video, as in the demo)."""
+    from fast_timesformer.data.annotations import read_annotations
+    from fast_timesformer.data.decoding import read_video_frames
     from fast_timesformer.data.synthetic_long import generate_long_dataset
 
     generate_long_dataset(
         root, num_videos={"train": num_train, "val": num_val}, num_frames=frames, size=size, seed=seed,
         num_workers=2,
     )  # fmt: skip
-    classes = (root / "classes.txt").read_text().split()
     data = {}
     for split in ("train", "val"):
-        clips, labels = [], []
-        with open(root / split / "manifest.csv", newline="") as handle:
-            for row in csv.DictReader(handle):
-                with av.open(str(root / split / row["path"])) as container:
-                    pixels = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-                clip = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
-                clips.append((clip - 0.45) / 0.225)  # the datamodule's mean / std
-                labels.append(classes.index(row["label"]))
-        data[split] = (torch.stack(clips), torch.tensor(labels))
+        records = read_annotations(root / split / "manifest.csv", classes=root / "classes.txt").records
+        clips = [read_video_frames(record.path, range(frames)).float() / 255 for record in records]
+        labels = torch.tensor([record.label for record in records])
+        data[split] = ((torch.stack(clips) - 0.45) / 0.225, labels)  # the datamodule's mean / std
     return data
 
 
@@ -85,19 +83,12 @@ def build_model(args: Any, frames: int, size: int, num_classes: int, seed: int) 
     from fast_timesformer import FastTimeSformer
 
     torch.manual_seed(seed)
-    model = FastTimeSformer(
-        num_frames=frames, image_size=size, patch_size=8, num_classes=num_classes, attention="regular",
-        attention_type="divided_space_time", pos_emb="rotary", dim=args.dim, heads=args.heads,
-        dim_head=args.dim // args.heads, depth=args.depth,
+    return FastTimeSformer(
+        num_frames=frames, image_size=size, patch_size=8, num_classes=num_classes, attention=args.attention,
+        space_attention=args.space_attention, attention_type=args.attention_type, pos_emb="rotary",
+        dim=args.dim, heads=args.heads, dim_head=args.dim // args.heads, depth=args.depth,
+        qk_init_std=args.qk_init_std or 0.02,
     )  # fmt: skip
-    if args.qk_init_std:
-        with torch.no_grad():  # the variant: query and key weights drawn larger than the official 0.02
-            for block in model.blocks:
-                for attn in (block.temporal_attn, block.attn):
-                    inner = attn.qkv.weight.shape[0] // 3
-                    std = args.qk_init_std
-                    torch.nn.init.trunc_normal_(attn.qkv.weight[: 2 * inner], std=std, a=-3 * std, b=3 * std)
-    return model
 
 
 def evaluate(
@@ -251,6 +242,14 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--qk-init-std", type=float, default=0.0, help="0: the official 0.02 init")
+    parser.add_argument("--attention", default="regular", choices=("regular", "performer", "fastformer"))
+    parser.add_argument(
+        "--space-attention", default=None, choices=("regular", "performer", "fastformer"),
+        help="spatial (or joint) mechanism, e.g. performer for the hybrid (default: --attention)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attention-type", default="divided_space_time", choices=("divided_space_time", "joint_space_time")
+    )
     parser.add_argument("--data-seed", type=int, default=0)
     args = parser.parse_args()
     if args.quick:

@@ -70,6 +70,7 @@ class Block(nn.Module):
         ff_dropout: float,
         drop_path: float,
         qkv_bias: bool = True,
+        qk_init_std: float = 0.02,
     ) -> None:
         super().__init__()
         self.attention_type = attention_type
@@ -197,6 +198,11 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         embed_interpolation: resize learned embeddings for other geometries with "nearest" (official, for
             parity) or "linear" (bilinear over space, linear over time).
         qkv_bias: bias in the qkv projections (True in TimeSformer).
+        qk_init_std: standard deviation of the initial query and key weights (the first two thirds of every
+            ``qkv`` row block, temporal and spatial), truncated at 3 sigma. The official 0.02 starts every
+            attention almost uniform; a larger value (0.2) lets order-dependent attention form sooner and is
+            what learned both moves of the long task (BENCHMARKS.md, "A lead"). Only random initialisation
+            reads it: loaded weights are never redrawn.
     """
 
     def __init__(
@@ -224,6 +230,7 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         input_layout: str = "btchw",
         embed_interpolation: str = "nearest",
         qkv_bias: bool = True,
+        qk_init_std: float = 0.02,
     ) -> None:
         super().__init__()
         self.config = dict(
@@ -234,12 +241,15 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
             space_attention=space_attention, attention_type=attention_type,
             attention_kwargs=dict(attention_kwargs or {}), pos_emb=pos_emb, attn_dropout=attn_dropout,
             ff_dropout=ff_dropout, drop_path=drop_path, input_layout=input_layout,
-            embed_interpolation=embed_interpolation, qkv_bias=qkv_bias,
+            embed_interpolation=embed_interpolation, qkv_bias=qkv_bias, qk_init_std=qk_init_std,
         )  # fmt: skip
         _check_choice("attention_type", attention_type, ATTENTION_TYPES)
         _check_choice("input_layout", input_layout, INPUT_LAYOUTS)
         _check_choice("pos_emb", pos_emb, POS_EMBS)
         _check_choice("embed_interpolation", embed_interpolation, INTERPOLATIONS)
+        number = isinstance(qk_init_std, (int, float)) and not isinstance(qk_init_std, bool)
+        if not number or not 0 < qk_init_std < 10:
+            raise ValueError(f"qk_init_std must be a number in (0, 10), got {qk_init_std!r} (official: 0.02)")
         check_attention_name(attention)
         if time_attention is not None and attention_type != "divided_space_time":
             raise ValueError(
@@ -269,7 +279,7 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         self.num_frames, self.num_classes, self.dim = num_frames, num_classes, dim
         self.patch_size, self.channels, self.dim_head = patch_size, channels, dim_head
         self.attention_type, self.input_layout, self.pos_emb = attention_type, input_layout, pos_emb
-        self.embed_interpolation = embed_interpolation
+        self.embed_interpolation, self.qk_init_std = embed_interpolation, float(qk_init_std)
         self.grid = (size[0] // patch_size, size[1] // patch_size)
         self.grad_checkpointing = False
 
@@ -297,7 +307,10 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
     # -- initialisation and housekeeping -------------------------------------------------------------
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """Official init: trunc-normal(0.02) for Linear weights, CLS and pos_embed; zero time_embed/temporal_fc."""
+        """Official init: trunc-normal(0.02) for Linear weights, CLS and pos_embed; zero time_embed/temporal_fc.
+
+        With ``qk_init_std`` other than 0.02, the query and key rows of every ``qkv`` are then redrawn with it.
+        """
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -318,6 +331,13 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
             for attn in (getattr(block, "temporal_attn", None), block.attn):
                 if attn is not None and hasattr(attn, "reset_fastformer_parameters"):
                     attn.reset_fastformer_parameters()
+        if self.qk_init_std == 0.02:
+            return
+        for block in self.blocks:  # after the official draws, so that every other tensor matches them
+            for attn in (getattr(block, "temporal_attn", None), block.attn):
+                if attn is not None:
+                    std, rows = self.qk_init_std, 2 * attn.heads * attn.dim_head  # [q; k] rows of [q; k; v]
+                    nn.init.trunc_normal_(attn.qkv.weight[:rows], std=std, a=-3 * std, b=3 * std)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that should not get weight decay (embeddings and the CLS token)."""

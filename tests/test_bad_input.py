@@ -77,6 +77,7 @@ def set_prep(key, value):
         (set_model("depth", 3), "depth is 3 in config.json but 2 in the tensors"),
         (set_model("dim", "128"), "dim must be an integer, got '128' (a string)"),
         (set_model("depth", 2.5), "depth must be an integer, got 2.5"),
+        (set_model("qk_init_std", -1.0), "qk_init_std=-1.0 is outside (0, 10)"),
         (set_model("dim_head", 64), "heads x dim_head is 128 in config.json but 32 in the tensors"),
         (set_model("num_classes", 5), "num_classes is 5 in config.json but 3 in the tensors"),
         (set_model("image_size", 64), "makes 64 patches per frame, but the tensors have 16"),

@@ -338,6 +338,35 @@ def test_qkv_bias_option_reaches_every_attention_layer():
     assert all(b.attn.qkv.bias is None and b.temporal_attn.qkv.bias is None for b in model.blocks)
 
 
+@pytest.mark.parametrize("attention", ["regular", "performer", "fastformer"])
+def test_qk_init_std_redraws_query_and_key_rows_only(attention):
+    official, wide = tiny(attention=attention), tiny(attention=attention, qk_init_std=0.2)
+    assert wide.config["qk_init_std"] == 0.2 and official.config["qk_init_std"] == 0.02
+    layers = 0
+    for name, param in wide.named_parameters():
+        before = dict(official.named_parameters())[name]
+        if not name.endswith("qkv.weight"):
+            assert torch.equal(param, before), name  # everything else drawn exactly as the official init
+            continue
+        layers += 1
+        rows = 2 * param.shape[0] // 3  # [q; k; v]
+        assert torch.equal(param[rows:], before[rows:]), name  # values keep the official draw
+        qk = param[:rows]
+        assert 0.17 < qk.std().item() < 0.22 and qk.abs().max().item() <= 0.6 + 1e-6, name  # 3-sigma cut
+        assert 0.015 < before[:rows].std().item() < 0.025, name
+    assert layers == 2 * TINY["depth"]  # temporal and spatial attention of every block
+
+
+def test_qk_init_std_is_checked_and_loaded_weights_are_not_redrawn(tmp_path):
+    with pytest.raises(ValueError, match="qk_init_std"):
+        tiny(qk_init_std=0.0)
+    model = tiny(qk_init_std=0.2)
+    model.save_pretrained(tmp_path)
+    loaded = FastTimeSformer.from_pretrained(tmp_path)
+    assert loaded.config["qk_init_std"] == 0.2
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
 def test_per_axis_override():
     model = tiny(attention="regular", space_attention="performer", attention_kwargs={"nb_features": 32})
     assert type(model.blocks[0].temporal_attn).__name__ == "RegularAttention"

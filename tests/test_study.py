@@ -109,16 +109,22 @@ def test_long_plateau_move_head_keeps_the_body():
         assert torch.equal(moved.eval().forward_features(video), model.eval().forward_features(video))
 
 
-def test_long_plateau_qk_init_scales_queries_and_keys_only():
-    """--qk-init-std redraws the query and key rows of every attention's qkv weight; values keep the 0.02 init."""
+def test_long_plateau_builds_the_model_its_flags_name():
+    """--qk-init-std (0: the official 0.02), --attention, --space-attention, --attention-type reach the model
+    (what the option itself draws: tests/test_model.py)."""
     from types import SimpleNamespace
 
     plateau = load_plateau_script()
-    args = SimpleNamespace(dim=64, heads=4, depth=2, qk_init_std=0.2)
+    args = SimpleNamespace(
+        dim=64, heads=4, depth=2, qk_init_std=0.2, attention="regular", space_attention="performer",
+        attention_type="divided_space_time",
+    )  # fmt: skip
     model = plateau.build_model(args, frames=8, size=32, num_classes=4, seed=0)
-    official = plateau.build_model(SimpleNamespace(**{**vars(args), "qk_init_std": 0.0}), 8, 32, 4, seed=0)
-    for block, reference in zip(model.blocks, official.blocks):
-        for attn, ref in ((block.temporal_attn, reference.temporal_attn), (block.attn, reference.attn)):
-            q_and_k, v = attn.qkv.weight[:128], attn.qkv.weight[128:]
-            assert 0.15 < q_and_k.std().item() < 0.22 and 0.015 < v.std().item() < 0.025
-            assert torch.equal(v, ref.qkv.weight[128:]) and ref.qkv.weight[:128].std().item() < 0.025
+    assert model.config["qk_init_std"] == 0.2 and model.config["space_attention"] == "performer"
+    assert type(model.blocks[0].attn).__name__ == "PerformerAttention"
+    assert 0.15 < model.blocks[0].temporal_attn.qkv.weight[:128].std().item() < 0.22
+    joint = SimpleNamespace(**{**vars(args), "qk_init_std": 0.0, "space_attention": None,
+                               "attention": "fastformer", "attention_type": "joint_space_time"})  # fmt: skip
+    model = plateau.build_model(joint, 8, 32, 4, seed=0)
+    assert model.config["qk_init_std"] == 0.02 and model.attention_type == "joint_space_time"
+    assert type(model.blocks[0].attn).__name__ == "FastformerAttention"

@@ -37,6 +37,7 @@ INT_BOUNDS = {
 }
 IMAGE_SIZE_BOUNDS = (1, 32_768)
 MLP_RATIO_MAX = 64.0
+QK_INIT_STD_MAX = 10.0  #: the model's own bound (it only shapes a random initialisation)
 PROBABILITIES = ("attn_dropout", "ff_dropout", "drop_path")  #: each in [0, 1)
 STRING_FIELDS = (
     "attention", "time_attention", "space_attention", "attention_type", "pos_emb", "input_layout",
@@ -78,7 +79,7 @@ def config_problems(config: Mapping[str, Any]) -> list[str]:
             problems.append(f"image_size must be an integer or [height, width], got {_describe(size)}")
         elif not all(low <= side <= high for side in sides):
             problems.append(f"image_size={size} is outside {low}..{high}")
-    for name in ("mlp_ratio", *PROBABILITIES):
+    for name in ("mlp_ratio", "qk_init_std", *PROBABILITIES):
         if name not in config:
             continue
         value = config[name]
@@ -86,6 +87,8 @@ def config_problems(config: Mapping[str, Any]) -> list[str]:
             problems.append(f"{name} must be a number, got {_describe(value)}")
         elif name == "mlp_ratio" and not 0 < value <= MLP_RATIO_MAX:
             problems.append(f"mlp_ratio={value} is outside (0, {MLP_RATIO_MAX:g}]")
+        elif name == "qk_init_std" and not 0 < value < QK_INIT_STD_MAX:
+            problems.append(f"qk_init_std={value} is outside (0, {QK_INIT_STD_MAX:g})")
         elif name in PROBABILITIES and not 0 <= value < 1:
             problems.append(f"{name}={value} is outside [0, 1)")
     for name in STRING_FIELDS:
