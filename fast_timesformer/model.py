@@ -70,7 +70,6 @@ class Block(nn.Module):
         ff_dropout: float,
         drop_path: float,
         qkv_bias: bool = True,
-        qk_init_std: float = 0.02,
     ) -> None:
         super().__init__()
         self.attention_type = attention_type
