@@ -201,7 +201,7 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
             ``qkv`` weight, temporal and spatial), truncated at 3 sigma. The official 0.02 starts every
             attention almost uniform; 0.2 made the long task's second move come on more seeds (16 frames of
             32 px: 2 of 6 in 3,000 steps, 3 of 6 in 6,000, against 0 of 6 in 3,000 with 0.02; full size: 1
-            of 4), not on all (BENCHMARKS.md, "Larger initial query/key weights"). Only random
+            of 4, and 0.02 also learned it on the one seed tried), not on all (BENCHMARKS.md, "Larger initial query/key weights"). Only random
             initialisation reads it: loaded weights are never redrawn.
     """
 
