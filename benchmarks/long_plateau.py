@@ -115,13 +115,12 @@ def train(
     """``steps`` AdamW steps on ``task`` ("four" or one move), evaluated every ``args.eval_every`` steps."""
     (train_clips, train_labels), (val_clips, val_labels) = data["train"], data["val"]
     targets = train_labels if task == "four" else move_labels(train_labels, task)
-    matrices = [p for n, p in model.named_parameters() if p.ndim > 1 and "embed" not in n and "cls" not in n]
-    others = [
-        p for n, p in model.named_parameters() if not (p.ndim > 1 and "embed" not in n and "cls" not in n)
-    ]
+    groups = {args.weight_decay: [], 0.0: []}  # decay: weight matrices, except embeddings and CLS
+    for name, param in model.named_parameters():
+        decayed = param.ndim > 1 and "embed" not in name and "cls" not in name
+        groups[args.weight_decay if decayed else 0.0].append(param)
     optimizer = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": args.weight_decay}, {"params": others, "weight_decay": 0.0}],
-        lr=args.lr,
+        [{"params": params, "weight_decay": decay} for decay, params in groups.items()], lr=args.lr
     )
     warmup = max(1, len(train_clips) // args.batch_size)  # one epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))

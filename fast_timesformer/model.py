@@ -39,6 +39,7 @@ from fast_timesformer.attention import (
     check_attention_name,
 )
 from fast_timesformer.checkpoints import PretrainedMixin, init_weights_enabled
+from fast_timesformer.checkpoints.validation import QK_INIT_STD_MAX
 from fast_timesformer.layers import DropPath, Mlp, PatchEmbed
 from fast_timesformer.layers.fast_paths import can_fuse_linears, fused_linears
 from fast_timesformer.layers.rotary import rotary_cos_sin
@@ -201,8 +202,9 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
             ``qkv`` weight, temporal and spatial), truncated at 3 sigma. The official 0.02 starts every
             attention almost uniform; 0.2 made the long task's second move come on more seeds (16 frames of
             32 px: 2 of 6 in 3,000 steps, 3 of 6 in 6,000, against 0 of 6 in 3,000 with 0.02; full size: 1
-            of 4, and 0.02 also learned it on the one seed tried), not on all (BENCHMARKS.md, "Larger initial query/key weights"). Only random
-            initialisation reads it: loaded weights are never redrawn.
+            of 4, and 0.02 also learned it on the one seed tried), not on all (BENCHMARKS.md, "Larger
+            initial query/key weights"). Only random initialisation reads it: loaded weights are never
+            redrawn.
     """
 
     def __init__(
@@ -248,8 +250,10 @@ class FastTimeSformer(PretrainedMixin, nn.Module):
         _check_choice("pos_emb", pos_emb, POS_EMBS)
         _check_choice("embed_interpolation", embed_interpolation, INTERPOLATIONS)
         number = isinstance(qk_init_std, (int, float)) and not isinstance(qk_init_std, bool)
-        if not number or not 0 < qk_init_std < 10:
-            raise ValueError(f"qk_init_std must be a number in (0, 10), got {qk_init_std!r} (official: 0.02)")
+        if not number or not 0 < qk_init_std < QK_INIT_STD_MAX:
+            raise ValueError(
+                f"qk_init_std must be a number in (0, {QK_INIT_STD_MAX:g}), got {qk_init_std!r} (official: 0.02)"
+            )
         check_attention_name(attention)
         if time_attention is not None and attention_type != "divided_space_time":
             raise ValueError(

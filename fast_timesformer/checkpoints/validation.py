@@ -37,7 +37,7 @@ INT_BOUNDS = {
 }
 IMAGE_SIZE_BOUNDS = (1, 32_768)
 MLP_RATIO_MAX = 64.0
-QK_INIT_STD_MAX = 10.0  #: the model's own bound (it only shapes a random initialisation)
+QK_INIT_STD_MAX = 10.0  #: FastTimeSformer(qk_init_std=...) is checked against it too (it only shapes an init)
 PROBABILITIES = ("attn_dropout", "ff_dropout", "drop_path")  #: each in [0, 1)
 STRING_FIELDS = (
     "attention", "time_attention", "space_attention", "attention_type", "pos_emb", "input_layout",
