@@ -32,6 +32,15 @@ an eighth of the tokens (16 frames of 32 px: 256 tokens, ~10x cheaper per step, 
 
 ``--attention`` / ``--space-attention`` / ``--attention-type`` pick other mechanisms and layouts (default: the
 recipe's divided exact attention); ``--qk-init-std`` sets the model's ``qk_init_std`` (0: the official 0.02).
+Four probes of the plateau that are not model options, each off by default (`with_variants`):
+``--temporal-fc-std S`` draws every ``temporal_fc`` with std S instead of the official zero (so the time path
+is not switched off at step 0); ``--block-init-std S`` redraws every Linear of the blocks with std S (0.069 =
+0.02 x sqrt(768 / 64): ViT-B's init relative to its width, at width 64); ``--time-direction split`` lets half
+the temporal heads see only earlier frames and half only later ones (so a uniform average is no longer blind
+to order); ``--qk-norm time|all`` RMS-normalises queries and keys (logits bounded, attention cannot saturate).
+
+    python benchmarks/long_plateau.py --steps 1500 --continue-steps 0 --time-direction split \
+        --out long_plateau_split                           # ~12 min; likewise the other probes
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import json
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +93,66 @@ def build_model(args: Any, frames: int, size: int, num_classes: int, seed: int) 
     from fast_timesformer import FastTimeSformer
 
     torch.manual_seed(seed)
-    return FastTimeSformer(
+    model = FastTimeSformer(
         num_frames=frames, image_size=size, patch_size=8, num_classes=num_classes, attention=args.attention,
         space_attention=args.space_attention, attention_type=args.attention_type, pos_emb="rotary",
         dim=args.dim, heads=args.heads, dim_head=args.dim // args.heads, depth=args.depth,
         qk_init_std=args.qk_init_std or 0.02,
     )  # fmt: skip
+    return with_variants(model, args, seed)
+
+
+def with_variants(model: torch.nn.Module, args: Any, seed: int) -> torch.nn.Module:
+    """The probes of the plateau that are not model options (each off by default): initial draws redone after
+    the model's own (seed + 1000), the temporal heads split by direction, normalised queries and keys."""
+    torch.manual_seed(seed + 1000)
+    # every Linear of the blocks, temporal_fc included (official: 0.02, and temporal_fc 0)
+    if args.block_init_std:
+        std = args.block_init_std
+        for module in model.blocks.modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+    if args.temporal_fc_std:  # official: zero, so the time path starts switched off
+        for block in model.blocks:
+            torch.nn.init.trunc_normal_(block.temporal_fc.weight, std=args.temporal_fc_std)
+    per_time = args.time_direction != "both" or args.qk_norm == "time"
+    if per_time and not all(hasattr(block, "temporal_attn") for block in model.blocks):
+        raise SystemExit(
+            "--time-direction split and --qk-norm time need the divided layout (a temporal attention)"
+        )
+    for block in model.blocks:
+        if args.time_direction == "split":
+            block.temporal_attn.attend = types.MethodType(directional_attend, block.temporal_attn)
+        normed = {"time": ["temporal_attn"], "all": ["temporal_attn", "attn"]}.get(args.qk_norm, [])
+        for attn in (getattr(block, name) for name in normed if hasattr(block, name)):
+            attn.split_heads = types.MethodType(qk_normed_split_heads, attn)
+    return model
+
+
+def directional_attend(
+    self: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any
+) -> torch.Tensor:
+    """Exact attention over time where the first half of the heads sees only this and earlier frames and the
+    other half only this and later ones (``--time-direction split``; no padding masks in this script)."""
+    from fast_timesformer.attention.base import merge_heads
+
+    heads, frames = q.shape[1], q.shape[2]
+    past = torch.ones(frames, frames, dtype=torch.bool, device=q.device).tril()
+    allowed = torch.stack([past] * (heads // 2) + [past.T] * (heads - heads // 2))  # (H, T, T)
+    return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=allowed))
+
+
+def qk_normed_split_heads(self: Any, x: torch.Tensor, rope: Any) -> tuple[torch.Tensor, ...]:
+    """``Attention.split_heads`` with q and k RMS-normalised per head (no gain) before the rotation, so that
+    every attention logit stays within +-sqrt(dim_head) (``--qk-norm``)."""
+    from fast_timesformer.layers.rotary import apply_rotary
+
+    b, n, _ = x.shape
+    q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k = F.rms_norm(q, (self.dim_head,)), F.rms_norm(k, (self.dim_head,))
+    if rope is not None:
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+    return q, k, v
 
 
 def evaluate(
@@ -250,6 +314,26 @@ def main() -> None:
         "--attention-type", default="divided_space_time", choices=("divided_space_time", "joint_space_time")
     )
     parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument(
+        "--block-init-std",
+        type=float,
+        default=0.0,
+        help="redraw every Linear of the blocks with this std (0: the official init)",
+    )
+    parser.add_argument(
+        "--temporal-fc-std",
+        type=float,
+        default=0.0,
+        help="draw temporal_fc with this std instead of zero (0: the official zero)",
+    )
+    parser.add_argument(
+        "--time-direction",
+        default="both",
+        choices=("both", "split"),
+        help="split: half the temporal heads see only earlier frames, half only later ones",
+    )
+    parser.add_argument("--qk-norm", default="none", choices=("none", "time", "all"),
+                        help="RMS-normalise q and k in the temporal (or every) attention")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.steps, args.continue_steps, args.eval_every = args.seeds[:1], 200, 100, 50

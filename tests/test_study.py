@@ -84,6 +84,15 @@ def load_plateau_script():
     return module
 
 
+#: long_plateau.py's probes of the plateau, all off (the official model).
+PLATEAU_OFFICIAL = {
+    "block_init_std": 0.0,
+    "temporal_fc_std": 0.0,
+    "time_direction": "both",
+    "qk_norm": "none",
+}
+
+
 def test_long_plateau_reads_each_move_from_the_class_names():
     """benchmarks/long_plateau.py scores each stripe's move from the four-class label: the bit must be the one
     the class name states (LONG_CLASSES is sorted: red's move is the high bit, blue's the low one)."""
@@ -117,7 +126,7 @@ def test_long_plateau_builds_the_model_its_flags_name():
     plateau = load_plateau_script()
     args = SimpleNamespace(
         dim=64, heads=4, depth=2, qk_init_std=0.2, attention="regular", space_attention="performer",
-        attention_type="divided_space_time",
+        attention_type="divided_space_time", **PLATEAU_OFFICIAL,
     )  # fmt: skip
     model = plateau.build_model(args, frames=8, size=32, num_classes=4, seed=0)
     assert model.config["qk_init_std"] == 0.2 and model.config["space_attention"] == "performer"
@@ -128,3 +137,45 @@ def test_long_plateau_builds_the_model_its_flags_name():
     model = plateau.build_model(joint, 8, 32, 4, seed=0)
     assert model.config["qk_init_std"] == 0.02 and model.attention_type == "joint_space_time"
     assert type(model.blocks[0].attn).__name__ == "FastformerAttention"
+
+
+def test_long_plateau_probes_change_only_what_they_name():
+    """--temporal-fc-std, --block-init-std, --time-direction split and --qk-norm: off, the model is the official
+    one; on, each redraws or replaces exactly its part, and the directional heads match a float64 reference."""
+    from types import SimpleNamespace
+
+    plateau = load_plateau_script()
+    base = dict(dim=32, heads=2, depth=2, qk_init_std=0.0, attention="regular", space_attention=None,
+                attention_type="divided_space_time")  # fmt: skip
+
+    def build(**probes):
+        args = SimpleNamespace(**base, **{**PLATEAU_OFFICIAL, **probes})
+        return plateau.build_model(args, frames=4, size=16, num_classes=4, seed=0)
+
+    official = build().state_dict()
+    assert all(not block.temporal_fc.weight.any() for block in build().blocks)  # the official zero init
+    fc = build(temporal_fc_std=0.02).state_dict()
+    changed = {k for k in official if not torch.equal(official[k], fc[k])}
+    assert changed == {"blocks.0.temporal_fc.weight", "blocks.1.temporal_fc.weight"}
+    wide = build(block_init_std=0.1)
+    assert 0.07 < wide.blocks[0].mlp.fc1.weight.std().item() < 0.1 and wide.blocks[1].temporal_fc.weight.any()
+    assert torch.equal(wide.patch_embed.proj.weight, official["patch_embed.proj.weight"])
+
+    q, k, v = torch.randn(3, 5, 2, 6, 8, dtype=torch.float64).unbind(0)  # (B, H, T, d)
+    out = plateau.directional_attend(None, q, k, v, None).view(5, 6, 2, 8).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / 8**0.5
+    past = torch.ones(6, 6, dtype=torch.bool).tril()
+    for head, allowed in enumerate((past, past.T)):  # head 0: this and earlier frames; head 1: later ones
+        weights = scores[:, head].masked_fill(~allowed, float("-inf")).softmax(-1)
+        torch.testing.assert_close(out[:, head], weights @ v[:, head])
+    split = build(time_direction="split")
+    assert all(b.temporal_attn.attend.__func__ is plateau.directional_attend for b in split.blocks)
+    assert type(split.blocks[0].attn).attend is split.blocks[0].attn.attend.__func__  # space untouched
+
+    normed = build(qk_norm="all")
+    x = torch.randn(3, 7, 32)
+    for attn in (normed.blocks[0].temporal_attn, normed.blocks[1].attn):
+        q, k, _ = attn.split_heads(x, None)
+        for normalised in (q, k):  # RMS 1 per head vector: every logit within +-sqrt(dim_head)
+            torch.testing.assert_close(normalised.pow(2).mean(-1), torch.ones(3, 2, 7), atol=1e-3, rtol=0)
+    assert build(qk_norm="time").blocks[0].attn.split_heads.__func__ is not plateau.qk_normed_split_heads
