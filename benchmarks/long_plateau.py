@@ -37,9 +37,9 @@ Four probes of the plateau that are not model options, each off by default (`wit
 is not switched off at step 0); ``--block-init-std S`` redraws every Linear of the blocks with std S (0.069 =
 0.02 x sqrt(768 / 64): ViT-B's init relative to its width, at width 64); ``--time-direction split`` lets half
 the temporal heads see only earlier frames and half only later ones (so a uniform average is no longer blind
-to order); ``--qk-norm time|all`` RMS-normalises queries and keys (logits bounded, attention cannot saturate).
+to order); ``--qk-norm time|all`` RMS-normalises queries and keys (every logit within +-sqrt(dim_head)).
 
-    python benchmarks/long_plateau.py --steps 1500 --continue-steps 0 --time-direction split \
+    python benchmarks/long_plateau.py --steps 1500 --continue-steps 0 --time-direction split \\
         --out long_plateau_split                           # ~12 min; likewise the other probes
 """
 
