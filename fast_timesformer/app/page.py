@@ -431,11 +431,11 @@ def serve(
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's upload cache: under our folder
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
+        analyser = Analyser(weights, workdir=workdir, **options)  # first: a bad weights folder is named as such
         try:
             import gradio  # noqa: F401
         except ImportError:
             raise OptionError("the app needs Gradio: pip install 'fast-timesformer[app]'") from None
-        analyser = Analyser(weights, workdir=workdir, **options)
         page = build_page(analyser, concurrency=concurrency)
         page.queue(max_size=queue_size, default_concurrency_limit=concurrency)
         max_mb = analyser.max_upload_mb
