@@ -431,7 +431,8 @@ def serve(
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's upload cache: under our folder
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
-        analyser = Analyser(weights, workdir=workdir, **options)  # first: a bad weights folder is named as such
+        # the weights first, then Gradio: a bad --weights is named as such, with or without the [app] extra
+        analyser = Analyser(weights, workdir=workdir, **options)
         try:
             import gradio  # noqa: F401
         except ImportError:
