@@ -120,10 +120,10 @@ def with_variants(model: torch.nn.Module, args: Any, seed: int) -> torch.nn.Modu
         raise SystemExit(
             "--time-direction split and --qk-norm time need the divided layout (a temporal attention)"
         )
+    normed = {"time": ["temporal_attn"], "all": ["temporal_attn", "attn"]}.get(args.qk_norm, [])
     for block in model.blocks:
         if args.time_direction == "split":
             block.temporal_attn.attend = types.MethodType(directional_attend, block.temporal_attn)
-        normed = {"time": ["temporal_attn"], "all": ["temporal_attn", "attn"]}.get(args.qk_norm, [])
         for attn in (getattr(block, name) for name in normed if hasattr(block, name)):
             attn.split_heads = types.MethodType(qk_normed_split_heads, attn)
     return model
@@ -147,8 +147,7 @@ def qk_normed_split_heads(self: Any, x: torch.Tensor, rope: Any) -> tuple[torch.
     every attention logit stays within +-sqrt(dim_head) (``--qk-norm``)."""
     from fast_timesformer.layers.rotary import apply_rotary
 
-    b, n, _ = x.shape
-    q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k, v = type(self).split_heads(self, x, None)  # the model's own projection, not yet rotated
     q, k = F.rms_norm(q, (self.dim_head,)), F.rms_norm(k, (self.dim_head,))
     if rope is not None:
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
